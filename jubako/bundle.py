@@ -22,10 +22,15 @@ def file_entries(root: Path, relpaths: Iterable[str]) -> list[FileEntry]:
     return entries
 
 
-def walk_files(root: Path) -> list[str]:
-    """Every regular file under ``root`` as a POSIX relative path, manifests excluded."""
+MODELS_DIR = "models"  # a self-contained bento keeps its models here, outside its manifest
+
+
+def walk_files(root: Path, skip_top: tuple[str, ...] = ()) -> list[str]:
+    """Every file under ``root`` as a POSIX relative path, manifests and ``skip_top`` excluded."""
     out = []
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        if Path(dirpath) == root:
+            dirs[:] = [d for d in dirs if d not in skip_top]
         for f in files:
             rel = Path(dirpath, f).relative_to(root).as_posix()
             if rel not in MANIFEST_NAMES:
@@ -37,7 +42,7 @@ def verify_bundle(root: Path, manifest: Manifest) -> list[str]:
     """Problems between a bundle directory and its manifest; empty when they agree."""
     problems = []
     listed = {f.path: f for f in manifest.files}
-    present = set(walk_files(root))
+    present = set(walk_files(root, (MODELS_DIR,) if manifest.kind == "bento" else ()))
     for rel in sorted(present - listed.keys()):
         problems.append(f"{rel}: not listed in the manifest")
     for rel, entry in sorted(listed.items()):
