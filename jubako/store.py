@@ -105,10 +105,12 @@ class BundleStore(Generic[M]):
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def commit(self, staged: Path, manifest: M) -> Bundle[M]:
-        """Write the manifest, verify every file, and move the bundle into place."""
+    def commit(self, staged: Path, manifest: M, verified: bool = False) -> Bundle[M]:
+        """Write the manifest, verify every file (unless the caller just hashed them all),
+        and move the bundle into place."""
         write_manifest(staged, manifest)
-        check_bundle(staged, manifest)
+        if not verified:
+            check_bundle(staged, manifest)
         dest = self._dir(manifest.tag)
         if dest.exists():
             raise AlreadyExists(f"{self.noun} {manifest.tag} already exists")
@@ -119,7 +121,6 @@ class BundleStore(Generic[M]):
             if dest.exists():
                 raise AlreadyExists(f"{self.noun} {manifest.tag} already exists") from None
             raise
-        staged.mkdir()  # so the staging context's cleanup has something to remove
         return Bundle(dest, manifest)
 
 
