@@ -1,0 +1,460 @@
+"""Pure rendering: a BentoDeployment (+ its resolved bento) -> the child manifests it wants.
+
+No I/O here. Every child carries the `app.kubernetes.io/*` labels, the owner reference and
+the selector labels the operator uses to find its children again. Names:
+`<bd>-proxy` (Deployment, PDB, HPA), `<bd>` (the proxy Service: the URL), `<bd>-worker-<group>`
+(Deployment, headless Service, PDB, HPA), `<bd>` (Ingress).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jubako.tags import Tag
+
+from .config import OperatorSettings
+from .spec import GROUP, KIND, VERSION, BentoDeploymentSpec, Component
+
+Manifest = dict[str, Any]
+
+MANAGED_BY = "jubako-operator"
+DEPLOYMENT_LABEL = f"{GROUP}/deployment"
+GROUP_LABEL = f"{GROUP}/worker-group"
+PROXY_PORT = 3000
+WORKER_PORT = 7000
+WORKER_HTTP_PORT = 7001
+QUEUE_DEPTH_METRIC = "jubako_queue_depth"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The BentoDeployment being rendered: identity only, the spec comes separately."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def proxy_name(owner: Owner) -> str:
+    return f"{owner.name}-proxy"
+
+
+def worker_name(owner: Owner, group: str) -> str:
+    return f"{owner.name}-worker-{group}"
+
+
+def service_url(owner: Owner, spec: BentoDeploymentSpec, settings: OperatorSettings) -> str:
+    if spec.ingress:
+        scheme = "https" if spec.ingress.tls else "http"
+        return f"{scheme}://{spec.ingress.host}{spec.ingress.path.rstrip('/')}"
+    port = "" if settings.service_port == 80 else f":{settings.service_port}"
+    return f"http://{owner.name}.{owner.namespace}.svc{port}"
+
+
+def selector_labels(owner: Owner, component: str, group: str | None = None) -> dict[str, str]:
+    """Stable labels (a Deployment's selector is immutable: nothing version-dependent here)."""
+    labels = {
+        "app.kubernetes.io/instance": owner.name,
+        "app.kubernetes.io/component": component,
+        DEPLOYMENT_LABEL: owner.name,
+    }
+    if group is not None:
+        labels[GROUP_LABEL] = group
+    return labels
+
+
+def common_labels(owner: Owner, tag: Tag, component: str, group: str | None = None) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": tag.name,
+        "app.kubernetes.io/version": tag.version,
+        "app.kubernetes.io/part-of": "jubako",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **selector_labels(owner, component, group),
+    }
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels,
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def render(
+    owner: Owner, spec: BentoDeploymentSpec, tag: Tag, settings: OperatorSettings
+) -> list[Manifest]:
+    """Every child the BentoDeployment asks for, in a stable order."""
+    children: list[Manifest] = []
+    proxy_labels = common_labels(owner, tag, "proxy")
+    children.append(_deployment(owner, spec, tag, settings, spec.proxy, proxy_name(owner), "proxy"))
+    children.append(_proxy_service(owner, proxy_labels))
+    children += _scaling(owner, spec.proxy, proxy_name(owner), proxy_labels, "proxy", None)
+    for group in spec.workers:
+        name = worker_name(owner, group.name)
+        labels = common_labels(owner, tag, "worker", group.name)
+        children.append(_deployment(owner, spec, tag, settings, group, name, "worker", group.name))
+        children.append(_worker_service(owner, name, labels, group.name))
+        children += _scaling(owner, group, name, labels, "worker", group.name)
+    if spec.ingress:
+        children.append(_ingress(owner, spec, proxy_labels))
+    return children
+
+
+# --- pods -------------------------------------------------------------------------------
+
+
+def _deployment(
+    owner: Owner,
+    spec: BentoDeploymentSpec,
+    tag: Tag,
+    settings: OperatorSettings,
+    component: Component,
+    name: str,
+    role: str,
+    group: str | None = None,
+) -> Manifest:
+    labels = common_labels(owner, tag, role, group)
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(owner, role, group)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "template": {
+            "metadata": {
+                "labels": {**spec.pod_labels, **labels},
+                "annotations": dict(spec.pod_annotations),
+            },
+            "spec": _pod_spec(owner, spec, tag, settings, component, role),
+        },
+    }
+    # With an HPA the HPA owns replicas; writing them here would fight it on every resync.
+    if component.autoscaling is None:
+        deployment_spec["replicas"] = component.replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(owner, name, labels),
+        "spec": deployment_spec,
+    }
+
+
+def _pod_spec(
+    owner: Owner,
+    spec: BentoDeploymentSpec,
+    tag: Tag,
+    settings: OperatorSettings,
+    component: Component,
+    role: str,
+) -> dict[str, Any]:
+    image = spec.runtime_image or settings.runtime_image
+    pull_policy = spec.image_pull_policy or settings.image_pull_policy
+    gpus = component.resources.gpu
+    node_selector = dict(component.node_selector)
+    tolerations = list(component.tolerations)
+    if component.gpu_type:
+        node_selector[settings.gpu_label] = component.gpu_type
+    if gpus and not any(t.get("key") == settings.gpu_taint_key for t in tolerations):
+        tolerations.append(
+            {"key": settings.gpu_taint_key, "operator": "Exists", "effect": "NoSchedule"}
+        )
+    if role == "proxy":
+        container = _proxy_container(owner, spec)
+    else:
+        container = _worker_container(gpus)
+    container.update(
+        image=image,
+        imagePullPolicy=pull_policy,
+        resources=_resources(component),
+        securityContext=_container_security(),
+    )
+    container["env"] = container["env"] + list(component.env)
+    if component.env_from:
+        container["envFrom"] = list(component.env_from)
+    container["volumeMounts"] = [
+        {"name": "bento", "mountPath": "/bento", "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+        *component.volume_mounts,
+    ]
+    pod: dict[str, Any] = {
+        "initContainers": [_pull_container(spec, tag, settings, image, pull_policy)],
+        "containers": [container],
+        "volumes": [
+            {"name": "bento", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+            *component.volumes,
+        ],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "enableServiceLinks": False,
+    }
+    if node_selector:
+        pod["nodeSelector"] = node_selector
+    if tolerations:
+        pod["tolerations"] = tolerations
+    if component.affinity:
+        pod["affinity"] = component.affinity
+    if spec.image_pull_secrets:
+        pod["imagePullSecrets"] = list(spec.image_pull_secrets)
+    if spec.service_account_name:
+        pod["serviceAccountName"] = spec.service_account_name
+    return pod
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _pull_container(
+    spec: BentoDeploymentSpec, tag: Tag, settings: OperatorSettings, image: str, pull_policy: str
+) -> dict[str, Any]:
+    """Fetches the bento into the shared emptyDir: one image for every version, no builds."""
+    secret = spec.registry.token_secret_ref
+    secret_name = secret.name if secret else settings.token_secret_name
+    secret_key = secret.key if secret else settings.token_secret_key
+    return {
+        "name": "pull-bento",
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "args": ["pull", str(tag), "--output", "/bento"],
+        "env": [
+            {"name": "JUBAKO_REGISTRY_URL", "value": spec.registry.url or settings.registry_url},
+            {
+                "name": "JUBAKO_TOKEN",
+                # Optional: a registry without auth needs no Secret at all.
+                "valueFrom": {
+                    "secretKeyRef": {"name": secret_name, "key": secret_key, "optional": True}
+                },
+            },
+        ],
+        "volumeMounts": [{"name": "bento", "mountPath": "/bento"}, {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": _container_security(),
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+    }
+
+
+def _probes(port: str | int) -> dict[str, Any]:
+    return {
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", "port": port},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": port},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        # Loading large models can take minutes: allow it before liveness kicks in.
+        "startupProbe": {
+            "httpGet": {"path": "/livez", "port": port},
+            "periodSeconds": 5,
+            "failureThreshold": 120,
+        },
+    }
+
+
+def _proxy_container(owner: Owner, spec: BentoDeploymentSpec) -> dict[str, Any]:
+    workers = ",".join(f"{worker_name(owner, w.name)}:{WORKER_PORT}" for w in spec.workers)
+    env = [
+        {"name": "JUBAKO_BENTO", "value": "/bento"},
+        {"name": "JUBAKO_PORT", "value": str(PROXY_PORT)},
+        {"name": "JUBAKO_WORKERS", "value": workers},
+        {"name": "JUBAKO_DEVICE", "value": "cpu"},
+    ]
+    if spec.batching:
+        batching = {
+            api: {
+                key: value
+                for key, value in (
+                    ("max_batch_size", b.max_batch_size),
+                    ("max_latency_ms", b.max_latency_ms),
+                )
+                if value is not None
+            }
+            for api, b in sorted(spec.batching.items())
+        }
+        env.append({"name": "JUBAKO_BATCHING", "value": json.dumps(batching, sort_keys=True)})
+    return {
+        "name": "proxy",
+        "args": ["runtime", "proxy", "--bento", "/bento", "--port", str(PROXY_PORT),
+                 "--workers", workers],
+        "ports": [{"name": "http", "containerPort": PROXY_PORT, "protocol": "TCP"}],
+        "env": env,
+        **_probes("http"),
+    }
+
+
+def _worker_container(gpus: int) -> dict[str, Any]:
+    return {
+        "name": "worker",
+        "args": ["runtime", "worker", "--bento", "/bento", "--port", str(WORKER_PORT),
+                 "--http-port", str(WORKER_HTTP_PORT)],
+        "ports": [
+            {"name": "batches", "containerPort": WORKER_PORT, "protocol": "TCP"},
+            {"name": "http", "containerPort": WORKER_HTTP_PORT, "protocol": "TCP"},
+        ],
+        "env": [
+            {"name": "JUBAKO_BENTO", "value": "/bento"},
+            {"name": "JUBAKO_WORKER_PORT", "value": str(WORKER_PORT)},
+            {"name": "JUBAKO_WORKER_HTTP_PORT", "value": str(WORKER_HTTP_PORT)},
+            {"name": "JUBAKO_DEVICE", "value": "cuda" if gpus else "cpu"},
+        ],
+        **_probes("http"),
+    }
+
+
+def _resources(component: Component) -> dict[str, Any]:
+    requests = {k: str(v) for k, v in component.resources.requests.items()}
+    limits = {k: str(v) for k, v in component.resources.limits.items()}
+    if component.resources.gpu:
+        # Extended resources must be equal in requests and limits.
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(component.resources.gpu)
+    resources: dict[str, Any] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+# --- services, scaling, ingress -----------------------------------------------------------
+
+
+def _proxy_service(owner: Owner, labels: dict[str, str]) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, owner.name, labels),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(owner, "proxy"),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def _worker_service(owner: Owner, name: str, labels: dict[str, str], group: str) -> Manifest:
+    """Headless: DNS answers one address per ready worker pod, which the proxy dials."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, name, labels),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector_labels(owner, "worker", group),
+            "ports": [
+                {"name": "batches", "port": WORKER_PORT, "targetPort": "batches", "protocol": "TCP"},
+                {"name": "http", "port": WORKER_HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def _scaling(
+    owner: Owner,
+    component: Component,
+    name: str,
+    labels: dict[str, str],
+    role: str,
+    group: str | None,
+) -> list[Manifest]:
+    children: list[Manifest] = []
+    scaling = component.autoscaling
+    if scaling is not None:
+        metrics: list[dict[str, Any]] = []
+        if scaling.target_cpu_utilization_percentage is not None:
+            metrics.append({
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {
+                        "type": "Utilization",
+                        "averageUtilization": scaling.target_cpu_utilization_percentage,
+                    },
+                },
+            })
+        if scaling.target_queue_depth is not None:
+            # The queue lives in the proxy: scale on its depth divided by this group's pods
+            # (served by a Prometheus adapter from the proxy's /metrics).
+            metrics.append({
+                "type": "Object",
+                "object": {
+                    "describedObject": {"apiVersion": "v1", "kind": "Service", "name": owner.name},
+                    "metric": {"name": QUEUE_DEPTH_METRIC},
+                    "target": {"type": "AverageValue", "averageValue": str(scaling.target_queue_depth)},
+                },
+            })
+        children.append({
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": _metadata(owner, name, labels),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": scaling.min_replicas,
+                "maxReplicas": scaling.max_replicas,
+                "metrics": metrics,
+            },
+        })
+    # A budget only helps when there is a replica to spare.
+    floor = scaling.min_replicas if scaling is not None else component.replicas
+    if floor >= 2:
+        children.append({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _metadata(owner, name, labels),
+            "spec": {
+                "maxUnavailable": 1,
+                "selector": {"matchLabels": selector_labels(owner, role, group)},
+            },
+        })
+    return children
+
+
+def _ingress(owner: Owner, spec: BentoDeploymentSpec, labels: dict[str, str]) -> Manifest:
+    ingress = spec.ingress
+    assert ingress is not None
+    metadata = _metadata(owner, owner.name, labels)
+    if ingress.annotations:
+        metadata["annotations"] = dict(ingress.annotations)
+    body: dict[str, Any] = {
+        "rules": [{
+            "host": ingress.host,
+            "http": {"paths": [{
+                "path": ingress.path,
+                "pathType": "Prefix",
+                "backend": {"service": {"name": owner.name, "port": {"name": "http"}}},
+            }]},
+        }],
+    }
+    if ingress.class_name:
+        body["ingressClassName"] = ingress.class_name
+    if ingress.tls:
+        body["tls"] = [{"hosts": [ingress.host], "secretName": ingress.tls.secret_name}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata,
+        "spec": body,
+    }

@@ -1,0 +1,150 @@
+"""A typed view of a BentoDeployment's spec.
+
+The CRD's schema (crds/bentodeployment.yaml) validates and defaults on the API server; this
+model repeats the defaults so the operator behaves the same when a server did not apply
+them, and turns what the schema cannot express into a `SpecError` with a readable message.
+Kubernetes-native sub-objects (env, volumes, tolerations...) pass through untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from jubako.errors import InvalidTag, JubakoError
+from jubako.tags import Tag
+
+GROUP = "serving.jubako.dev"
+VERSION = "v1alpha1"
+PLURAL = "bentodeployments"
+KIND = "BentoDeployment"
+MAX_NAME = 40
+
+
+class SpecError(JubakoError):
+    """The spec cannot be rendered; the message says which field and why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class TokenSecretRef(_Model):
+    name: str
+    key: str = "token"
+
+
+class Registry(_Model):
+    url: str | None = None
+    token_secret_ref: TokenSecretRef | None = None
+
+
+class Resources(_Model):
+    gpu: int = Field(default=0, ge=0)
+    requests: dict[str, str | int] = Field(default_factory=dict)
+    limits: dict[str, str | int] = Field(default_factory=dict)
+
+
+class Autoscaling(_Model):
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(ge=1)
+    target_cpu_utilization_percentage: int | None = Field(
+        default=None, ge=1, le=100, alias="targetCPUUtilizationPercentage"
+    )
+    target_queue_depth: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        if self.target_cpu_utilization_percentage is None and self.target_queue_depth is None:
+            raise ValueError("set targetCPUUtilizationPercentage, targetQueueDepth or both")
+        return self
+
+
+class Component(_Model):
+    replicas: int = Field(default=1, ge=0)
+    resources: Resources = Field(default_factory=Resources)
+    gpu_type: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    env: list[dict[str, Any]] = Field(default_factory=list)
+    env_from: list[dict[str, Any]] = Field(default_factory=list)
+    volumes: list[dict[str, Any]] = Field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+    autoscaling: Autoscaling | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Component:
+        if self.gpu_type and self.resources.gpu == 0:
+            raise ValueError("gpuType needs resources.gpu > 0")
+        return self
+
+
+class WorkerGroup(Component):
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+
+
+class Batching(_Model):
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_latency_ms: int | None = Field(default=None, ge=0)
+
+
+class TLS(_Model):
+    secret_name: str
+
+
+class Ingress(_Model):
+    host: str
+    class_name: str | None = None
+    path: str = "/"
+    annotations: dict[str, str] = Field(default_factory=dict)
+    tls: TLS | None = None
+
+
+class BentoDeploymentSpec(_Model):
+    bento: str
+    registry: Registry = Field(default_factory=Registry)
+    runtime_image: str | None = None
+    image_pull_policy: str | None = None
+    image_pull_secrets: list[dict[str, str]] = Field(default_factory=list)
+    service_account_name: str | None = None
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    batching: dict[str, Batching] = Field(default_factory=dict)
+    proxy: Component = Field(default_factory=Component)
+    workers: list[WorkerGroup] = Field(
+        default_factory=lambda: [WorkerGroup(name="default")], min_length=1, max_length=8
+    )
+    ingress: Ingress | None = None
+
+    @property
+    def tag(self) -> Tag:
+        return Tag.parse(self.bento)
+
+    @model_validator(mode="after")
+    def _check(self) -> BentoDeploymentSpec:
+        try:
+            Tag.parse(self.bento)
+        except InvalidTag as exc:
+            raise ValueError(str(exc)) from None
+        names = [w.name for w in self.workers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"worker group names must be unique, got {names}")
+        return self
+
+
+def parse_spec(name: str, spec: dict[str, Any]) -> BentoDeploymentSpec:
+    """Validate a raw spec; raise SpecError with every problem on one line."""
+    if len(name) > MAX_NAME:
+        raise SpecError(f"name {name!r} is longer than {MAX_NAME} characters")
+    try:
+        return BentoDeploymentSpec.model_validate(spec)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SpecError(f"invalid spec: {problems}") from None
