@@ -1,0 +1,283 @@
+"""Adaptive micro-batching, as a pure state machine on an injected clock.
+
+One :class:`Dispatcher` per batchable API, counted in items. It holds no timers and does
+no IO: the asyncio glue (``proxy.py``) calls :meth:`Dispatcher.submit` on arrival,
+:meth:`Dispatcher.poll` on arrival, on batch completion and at the single moment
+:meth:`Dispatcher.next_wakeup` names, and :meth:`Dispatcher.complete` when a worker
+answers. That keeps every decision testable on a fake clock.
+
+The policy (docs/runtime.md has the long version):
+
+- **No idle delay.** A batch goes out at once when a worker is idle. Waiting happens only
+  while every worker is busy: the next batch for a worker is held in the proxy until the
+  worker is about to free up (its learned finish time minus the learned transfer
+  overhead), so it collects everything that arrives meanwhile. Holding it cannot delay the
+  queued requests (the worker could not start them earlier) and lets more items share the
+  fixed cost of a batch, so waiting happens only when it lowers latency overall.
+- **Learned cost.** ``cost(n) = a + b*n`` is fitted online by least squares with
+  exponential decay (:class:`CostModel`) from what the workers report.
+- **Deadlines and admission.** Every request has a deadline. On arrival the dispatcher
+  simulates the queue ahead of the request on the workers' expected free times with the
+  learned cost; when the request would finish after its deadline, or the bounded queue is
+  full, it is refused at once (the proxy answers 503 with Retry-After).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+Clock = Callable[[], float]
+
+
+class CostModel:
+    """``seconds(n) ~ a + b*n`` fitted by weighted least squares with exponential decay.
+
+    A faint prior (pseudo-observations at n=1 and n=``span``) keeps the fit defined while
+    every batch so far had the same size; real observations outweigh it quickly.
+    """
+
+    def __init__(self, a: float = 1e-3, b: float = 1e-4, decay: float = 0.95, span: int = 64):
+        self.decay = decay
+        self._s0 = self._sn = self._snn = self._sy = self._sny = 0.0
+        self._prior = [(1, a + b), (max(2, span), a + b * max(2, span))]
+        self._prior_weight = 0.5
+        self.a, self.b = a, b
+        self.observations = 0
+
+    def observe(self, n: int, seconds: float) -> None:
+        d = self.decay
+        self._s0 = self._s0 * d + 1.0
+        self._sn = self._sn * d + n
+        self._snn = self._snn * d + n * n
+        self._sy = self._sy * d + seconds
+        self._sny = self._sny * d + n * seconds
+        self._prior_weight *= d  # the prior fades like any old observation
+        self.observations += 1
+        self._fit()
+
+    def _fit(self) -> None:
+        s0, sn, snn, sy, sny = self._s0, self._sn, self._snn, self._sy, self._sny
+        w = self._prior_weight
+        for n, y in self._prior:
+            s0 += w
+            sn += w * n
+            snn += w * n * n
+            sy += w * y
+            sny += w * n * y
+        det = s0 * snn - sn * sn
+        if det <= 1e-12:
+            return
+        b = (s0 * sny - sn * sy) / det
+        b = max(b, 0.0)
+        a = max((sy - b * sn) / s0, 0.0)
+        self.a, self.b = a, b
+
+    def __call__(self, n: int) -> float:
+        return self.a + self.b * n
+
+
+@dataclass(eq=False, slots=True)
+class Pending:
+    """A queued request: ``items`` rows, due by ``deadline``; ``payload`` is the glue's."""
+
+    items: int
+    arrival: float
+    deadline: float
+    payload: Any = None
+
+
+@dataclass(eq=False, slots=True)
+class Batch:
+    id: int
+    worker: Hashable
+    requests: list[Pending]
+    items: int
+    dispatched_at: float
+    expected_finish: float
+
+
+@dataclass(eq=False, slots=True)
+class _Worker:
+    key: Hashable
+    inflight: list[Batch] = field(default_factory=list)
+    free_at: float = 0.0  # when the proxy expects this worker's last batch back
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: str
+    retry_after: float  # seconds
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        max_batch_size: int,
+        max_latency: float,
+        *,
+        max_queue_items: int | None = None,
+        max_inflight_per_worker: int = 2,
+        cost: CostModel | None = None,
+        clock: Clock = time.monotonic,
+    ):
+        if max_batch_size < 1 or max_latency <= 0 or max_inflight_per_worker < 1:
+            raise ValueError("max_batch_size, max_latency and max_inflight_per_worker must be > 0")
+        self.max_batch_size = max_batch_size
+        self.max_latency = max_latency
+        self.max_queue_items = max_queue_items or 16 * max_batch_size
+        self.max_inflight = max_inflight_per_worker
+        self.cost = cost or CostModel(span=max_batch_size)
+        self.overhead = 0.0  # learned: proxy-seen service time minus worker execution time
+        self.clock = clock
+        self.queue: deque[Pending] = deque()
+        self.queued_items = 0
+        self._workers: dict[Hashable, _Worker] = {}
+        self._ids = itertools.count(1)
+
+    # --- workers -------------------------------------------------------------------
+
+    @property
+    def workers(self) -> list[Hashable]:
+        return list(self._workers)
+
+    @property
+    def inflight_batches(self) -> int:
+        return sum(len(w.inflight) for w in self._workers.values())
+
+    def add_worker(self, key: Hashable) -> None:
+        self._workers.setdefault(key, _Worker(key, free_at=self.clock()))
+
+    def remove_worker(self, key: Hashable) -> tuple[list[Batch], list[Pending]]:
+        """Forget a worker: its in-flight batches to fail, and, when it was the last one,
+        every queued request (nothing could serve them)."""
+        w = self._workers.pop(key, None)
+        lost = list(w.inflight) if w else []
+        stranded: list[Pending] = []
+        if not self._workers:
+            stranded = list(self.queue)
+            self.queue.clear()
+            self.queued_items = 0
+        return lost, stranded
+
+    # --- requests ------------------------------------------------------------------
+
+    def deadline_for(self, now: float, budget: float | None = None) -> float:
+        """Arrival + max_latency; a request's own budget may only shorten it."""
+        b = self.max_latency if budget is None else min(max(budget, 0.0), self.max_latency)
+        return now + b
+
+    def submit(self, items: int, payload: Any = None, budget: float | None = None) -> Pending | Refusal:
+        """Queue a request of ``items`` rows, or refuse it now if it cannot make its deadline."""
+        now = self.clock()
+        if items < 1 or items > self.max_batch_size:
+            raise ValueError(f"a request carries 1..{self.max_batch_size} items, not {items}")
+        if not self._workers:
+            return Refusal("no worker is ready", 1.0)
+        if self.queued_items + items > self.max_queue_items:
+            return Refusal("queue full", self._drain_time(now, self.queued_items))
+        deadline = self.deadline_for(now, budget)
+        finish = self.estimate_finish(now, self.queued_items + items)
+        if finish > deadline:
+            return Refusal("cannot finish within the latency budget", max(finish - deadline, 0.001))
+        p = Pending(items, now, deadline, payload)
+        self.queue.append(p)
+        self.queued_items += items
+        return p
+
+    def estimate_finish(self, now: float, items: int) -> float:
+        """When the last of ``items`` queued items would come back, if all were sent in
+        full batches to whichever worker frees first (a partial batch costs a full one
+        unless its worker is idle now, since batches grow while workers are busy)."""
+        frees = [max(w.free_at, now) for w in self._workers.values()]
+        heapq.heapify(frees)
+        finish = now
+        m = self.max_batch_size
+        while items > 0:
+            t = heapq.heappop(frees)
+            # a partial batch bound for a busy worker fills up with later arrivals
+            n = min(m, items) if t <= now else m
+            finish = t + self.cost(n)
+            heapq.heappush(frees, finish)
+            items -= m
+        return finish
+
+    def _drain_time(self, now: float, items: int) -> float:
+        return max(self.estimate_finish(now, items) - now, 0.001)
+
+    # --- batching ------------------------------------------------------------------
+
+    def _free_worker(self) -> _Worker | None:
+        best: _Worker | None = None
+        for w in self._workers.values():
+            if len(w.inflight) >= self.max_inflight:
+                continue
+            if best is None or (w.free_at, len(w.inflight)) < (best.free_at, len(best.inflight)):
+                best = w
+        return best
+
+    def _send_at(self, w: _Worker) -> float:
+        """Sending earlier than this only parks the batch behind the worker's current one."""
+        return w.free_at - self.overhead if w.inflight else -math.inf
+
+    def poll(self) -> tuple[list[Batch], list[Pending]]:
+        """Batches to send now (already assigned to workers) and requests past deadline."""
+        now = self.clock()
+        batches: list[Batch] = []
+        expired: list[Pending] = []
+        m = self.max_batch_size
+        while self.queue:
+            w = self._free_worker()
+            if w is None:
+                break
+            if self.queued_items < m and now < self._send_at(w):
+                break  # the worker is busy: let the batch grow until it is about to free up
+            requests: list[Pending] = []
+            n = 0
+            while self.queue and n + self.queue[0].items <= m:
+                p = self.queue.popleft()
+                self.queued_items -= p.items
+                if p.deadline < now:
+                    expired.append(p)
+                    continue
+                requests.append(p)
+                n += p.items
+            if not requests:
+                continue
+            start = max(now, w.free_at)
+            batch = Batch(next(self._ids), w.key, requests, n, now, start + self.cost(n))
+            w.free_at = batch.expected_finish
+            w.inflight.append(batch)
+            batches.append(batch)
+        return batches, expired
+
+    def next_wakeup(self) -> float | None:
+        """The one moment the glue must call :meth:`poll` again if nothing else happens
+        first (arrivals and completions call it anyway); None when only those can help."""
+        if not self.queue:
+            return None
+        w = self._free_worker()
+        if w is None:
+            return None
+        return self._send_at(w)
+
+    def complete(self, batch: Batch, exec_seconds: float | None = None, wait_seconds: float = 0.0) -> None:
+        """A batch came back (or failed). Learn its cost when the worker timed it."""
+        now = self.clock()
+        w = self._workers.get(batch.worker)
+        if w is not None and batch in w.inflight:
+            w.inflight.remove(batch)
+            if not w.inflight:
+                w.free_at = now
+            elif w.free_at < now:
+                w.free_at = now + sum(self.cost(b.items) for b in w.inflight[1:])
+        if exec_seconds is not None:
+            service = max(now - batch.dispatched_at - wait_seconds, exec_seconds)
+            self.cost.observe(batch.items, service)
+            self.overhead = 0.8 * self.overhead + 0.2 * (service - exec_seconds)
