@@ -1,0 +1,224 @@
+"""One level-based reconcile of one BentoDeployment: read, resolve, render, apply, report.
+
+Independent of kopf (handlers.py only decides *when* to call it), so it reads the object
+fresh every time and is safe to call for any reason: a watch event, a child's event, a
+timer. Calls for the same object are serialised by a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from jubako.tags import Tag
+
+from . import status as status_mod
+from .apply import ApplyError, apply, list_children, merge_patch
+from .config import OperatorSettings
+from .kube import Kube, KubeError
+from .registry import RegistryClient, ResolveError
+from .render import DEPLOYMENT_LABEL, Owner, proxy_name, render, service_url, worker_name
+from .spec import GROUP, KIND, VERSION, BentoDeploymentSpec, SpecError, parse_spec
+from .status import Observed, Problem
+
+log = logging.getLogger(__name__)
+API_VERSION = f"{GROUP}/{VERSION}"
+STATUS_KEYS = ("observedGeneration", "bento", "ready", "url", "proxy", "workers", "conditions")
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Context:
+    """What every reconcile shares: settings, clients, and a little memory."""
+
+    settings: OperatorSettings
+    kube: Kube
+    _registries: dict[str, RegistryClient] = field(default_factory=dict)
+    _locks: defaultdict[tuple[str, str], threading.Lock] = field(
+        default_factory=lambda: defaultdict(threading.Lock)
+    )
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+    # Last usage report sent per object, so an unchanged deployment is not re-reported.
+    _reported: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def registry(self, url: str) -> RegistryClient:
+        with self._guard:
+            if url not in self._registries:
+                self._registries[url] = RegistryClient(
+                    url, self.settings.registry_token, self.settings.registry_timeout_s
+                )
+            return self._registries[url]
+
+    def lock(self, namespace: str, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks[(namespace, name)]
+
+    def close(self) -> None:
+        for client in self._registries.values():
+            client.close()
+
+
+def reconcile(ctx: Context, namespace: str, name: str) -> None:
+    with ctx.lock(namespace, name):
+        body = ctx.kube.get(API_VERSION, KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # gone or going: the delete handler takes it from here
+        _reconcile(ctx, body)
+
+
+def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    owner = Owner(meta["name"], meta["namespace"], meta["uid"])
+    old_status = body.get("status") or {}
+    raw_spec = body.get("spec") or {}
+    observed = Observed(generation=int(meta.get("generation", 1)), requested=str(raw_spec.get("bento", "")))
+    live: dict[tuple[str, str], dict[str, Any]] | None = None
+    spec: BentoDeploymentSpec | None = None
+    try:
+        spec = parse_spec(owner.name, raw_spec)
+    except SpecError as exc:
+        # No retry loop: the spec will not fix itself; the next spec change or resync re-checks.
+        observed.spec_problem = Problem("InvalidSpec", str(exc))
+        _keep_previous_resolution(observed, old_status)
+    if spec is not None:
+        _resolve(ctx, spec, old_status, observed)
+        observed.url = service_url(owner, spec, ctx.settings)
+        if observed.resolved and not observed.spec_problem:
+            children = render(owner, spec, Tag.parse(observed.resolved), ctx.settings)
+            try:
+                live = apply(ctx.kube, owner, children).live
+            except ApplyError as exc:
+                observed.spec_problem = Problem("ApplyFailed", str(exc))
+    if live is None:  # nothing applied this time: report on whatever is there
+        live = list_children(ctx.kube, owner)
+    _observe_children(ctx, owner, spec, live, observed)
+    new_status = status_mod.compute(observed, old_status, now())
+    _write_status(ctx, body, old_status, new_status)
+    registry_url = (spec.registry.url if spec else None) or ctx.settings.registry_url
+    _report_usage(ctx, owner, registry_url, new_status)
+
+
+def _keep_previous_resolution(observed: Observed, old_status: dict[str, Any]) -> None:
+    previous = old_status.get("bento") or {}
+    if previous.get("resolved"):
+        observed.requested = previous.get("requested", observed.requested)
+        observed.resolved = previous["resolved"]
+        observed.digest = previous.get("digest", "")
+
+
+def _resolve(
+    ctx: Context, spec: BentoDeploymentSpec, old_status: dict[str, Any], observed: Observed
+) -> None:
+    """Pin the tag: ask the registry only when the request changed since the last answer."""
+    previous = old_status.get("bento") or {}
+    if previous.get("requested") == spec.bento and previous.get("resolved"):
+        observed.resolved, observed.digest = previous["resolved"], previous.get("digest", "")
+        return
+    registry = ctx.registry(spec.registry.url or ctx.settings.registry_url)
+    try:
+        resolved = registry.resolve(spec.tag)
+    except ResolveError as exc:
+        observed.resolve_problem = Problem(exc.reason, exc.message)
+        # A registry outage (or a typo in a new tag) must not disturb what already runs.
+        _keep_previous_resolution(observed, old_status)
+        return
+    observed.resolved, observed.digest = str(resolved.tag), resolved.digest
+
+
+def _observe_children(
+    ctx: Context,
+    owner: Owner,
+    spec: BentoDeploymentSpec | None,
+    live: dict[tuple[str, str], dict[str, Any]],
+    observed: Observed,
+) -> None:
+    components = {"proxy": proxy_name(owner)}
+    if spec is not None:
+        components.update({f"worker/{w.name}": worker_name(owner, w.name) for w in spec.workers})
+    else:  # invalid spec: report whatever worker Deployments exist
+        prefix = f"{owner.name}-worker-"
+        components.update({
+            f"worker/{n[len(prefix):]}": n for kind, n in live if kind == "Deployment" and n.startswith(prefix)
+        })
+    observed.deployments = {key: live.get(("Deployment", name)) for key, name in components.items()}
+    if not any(observed.deployments.values()):
+        observed.deployments = {}
+        return
+    pods = ctx.kube.list("v1", "Pod", owner.namespace, {DEPLOYMENT_LABEL: owner.name})
+    observed.pods = [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
+
+
+def _write_status(
+    ctx: Context, body: dict[str, Any], old_status: dict[str, Any], new_status: dict[str, Any]
+) -> None:
+    ours = {key: old_status[key] for key in STATUS_KEYS if key in old_status}
+    if ours == new_status:
+        return
+    meta = body["metadata"]
+    patch = {"status": merge_patch(ours, new_status)}
+    ctx.kube.patch(API_VERSION, KIND, meta["namespace"], meta["name"], patch, subresource="status")
+    for condition in status_mod.transitions(old_status, new_status):
+        _event(ctx, body, condition)
+
+
+def _event(ctx: Context, body: dict[str, Any], condition: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    healthy = (condition["type"] == status_mod.DEGRADED) == (condition["status"] == "False")
+    stamp = now()
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
+            "namespace": meta["namespace"], "uid": meta["uid"],
+        },
+        "reason": condition["reason"],
+        "message": f"{condition['type']}={condition['status']}: {condition['message']}"[:1024],
+        "type": "Normal" if healthy else "Warning",
+        "source": {"component": "jubako-operator"},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    try:
+        ctx.kube.create(event)
+    except KubeError as exc:  # events are for people; never fail a reconcile over one
+        log.warning("cannot post event %s: %s", condition["reason"], exc)
+
+
+def _report_usage(
+    ctx: Context, owner: Owner, registry_url: str, new_status: dict[str, Any]
+) -> None:
+    resolved = (new_status.get("bento") or {}).get("resolved")
+    if not resolved:
+        return
+    available = next(
+        (c["status"] for c in new_status["conditions"] if c["type"] == status_mod.AVAILABLE), "Unknown"
+    )
+    payload = {
+        "bento": resolved,
+        "cluster": ctx.settings.cluster_name,
+        "status": {"available": available == "True", "ready": new_status.get("ready"),
+                   "url": new_status.get("url")},
+    }
+    key = (owner.namespace, owner.name)
+    if ctx._reported.get(key) == payload:
+        return
+    # Best effort: a failed report is retried on the next reconcile, never blocks this one.
+    if ctx.registry(registry_url).report(owner.namespace, owner.name, payload):
+        ctx._reported[key] = payload
+
+
+def forget(ctx: Context, namespace: str, name: str, registry_url: str | None) -> bool:
+    """The object is being deleted: clear its usage in the registry (True when done)."""
+    ctx._reported.pop((namespace, name), None)
+    return ctx.registry(registry_url or ctx.settings.registry_url).clear(namespace, name)

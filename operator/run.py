@@ -1,0 +1,56 @@
+"""Start the operator programmatically (`jubako operator run`, tests, embedding)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import kopf
+
+from .config import OperatorSettings
+from .handlers import build_registry
+from .kube import Kube, make_api_client
+from .reconcile import Context
+
+
+def make_context(settings: OperatorSettings, config_file: str | None = None) -> Context:
+    return Context(settings=settings, kube=Kube(make_api_client(config_file)))
+
+
+def run(
+    settings: OperatorSettings,
+    *,
+    ctx: Context | None = None,
+    registry: kopf.OperatorRegistry | None = None,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
+    login: Any = None,
+) -> None:
+    """Run until stopped (stop_flag or a signal). Blocks; runs its own event loop."""
+    ctx = ctx or make_context(settings)
+    registry = registry or build_registry(ctx)
+    # Our own registry does not carry kopf's default login handlers: add one explicitly.
+    kopf.on.login(registry=registry)(login or kopf.login_via_client)
+    namespaces = list(settings.namespaces)
+    try:
+        asyncio.run(kopf.operator(
+            registry=registry,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=settings.standalone,
+            priority=settings.priority,
+            peering_name=settings.peering_name,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        ))
+    finally:
+        ctx.close()
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
