@@ -1,0 +1,47 @@
+"""Fixtures shared by every component's tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jubako.build import build
+from jubako.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+EXAMPLE_BENTOS = ("mlp_torch", "mlp_onnx")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty JUBAKO_HOME for this test."""
+    path = tmp_path / "jubako-home"
+    monkeypatch.setenv("JUBAKO_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def store(home: Path) -> Store:
+    return Store(home)
+
+
+@pytest.fixture(scope="session")
+def example_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """A store holding the example models and bentos, made once per test session.
+
+    Read-only for tests: copy or export from it, never write into it.
+    """
+    path = tmp_path_factory.mktemp("examples-home")
+    env = {**os.environ, "JUBAKO_HOME": str(path)}
+    for example in EXAMPLE_BENTOS:
+        subprocess.run([sys.executable, str(EXAMPLES / example / "save_model.py")], env=env,
+                       check=True, capture_output=True)
+    store = Store(path)
+    for example in EXAMPLE_BENTOS:
+        build(EXAMPLES / example, store=store)
+    return store
