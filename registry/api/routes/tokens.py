@@ -1,0 +1,60 @@
+"""API tokens (admin), and who the caller is (any scope)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+
+from ... import auth, service
+from ...db.models import Token
+from ..deps import AdminCaller, ReadCaller, SessionDep
+from ..schemas import TokenCreate, TokenCreated, TokenOut
+
+router = APIRouter(prefix="/tokens", tags=["tokens"])
+
+
+def token_out(t: Token) -> TokenOut:
+    return TokenOut(
+        id=t.id,
+        user=t.user.name,
+        name=t.name,
+        prefix=t.prefix,
+        scope=t.scope,
+        created_at=t.created_at,
+        expires_at=t.expires_at,
+        last_used_at=t.last_used_at,
+        revoked_at=t.revoked_at,
+    )
+
+
+@router.get("", response_model=list[TokenOut], summary="Every token (never the secrets)")
+def list_tokens(db: SessionDep, _: AdminCaller) -> list[TokenOut]:
+    return [token_out(t) for t in db.scalars(select(Token).order_by(Token.id))]
+
+
+@router.get("/self", response_model=TokenOut, summary="The token making this request")
+def whoami(db: SessionDep, caller: ReadCaller) -> TokenOut:
+    tok = db.get(Token, caller.token_id)
+    assert tok is not None
+    return token_out(tok)
+
+
+@router.post("", response_model=TokenCreated, status_code=201, summary="Create a token")
+def create(body: TokenCreate, db: SessionDep, caller: AdminCaller) -> TokenCreated:
+    expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    tok, plain = auth.create_token(
+        db, user_name=body.user, scope=body.scope, name=body.name, expires_in=expires
+    )
+    service.audit(db, caller, "token.create", f"token {tok.id}", scope=tok.scope, user=body.user)
+    db.commit()
+    return TokenCreated(**token_out(tok).model_dump(), token=plain)
+
+
+@router.delete("/{token_id}", status_code=204, summary="Revoke a token")
+def revoke(token_id: int, db: SessionDep, caller: AdminCaller) -> Response:
+    auth.revoke(db, token_id)
+    service.audit(db, caller, "token.revoke", f"token {token_id}")
+    db.commit()
+    return Response(status_code=204)

@@ -1,0 +1,259 @@
+"""Bentos and models: ``/api/v1/bentos/...`` and ``/api/v1/models/...`` (one router each)."""
+
+from typing import Annotated
+
+import yaml
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import StreamingResponse
+
+from jubako.tags import NAME_PATTERN, VERSION_PATTERN
+
+from ... import service
+from ...db.models import Version
+from ...errors import Forbidden
+from ..deps import ReadCaller, RegistryDep, SessionDep, WriteCaller
+from ..schemas import (
+    DownloadOut,
+    FileOut,
+    LabelsPatch,
+    PushOut,
+    State,
+    VersionDetail,
+    VersionOut,
+    VersionPage,
+    VersionPush,
+)
+from .uploads import upload_out
+
+NAME_RE = f"^{NAME_PATTERN}$"
+VERSION_RE = f"^(?:{VERSION_PATTERN})$"
+NameP = Annotated[str, Path(pattern=NAME_RE, max_length=63)]
+VersionP = Annotated[str, Path(pattern=VERSION_RE, max_length=63)]
+Prefix = Annotated[str, Query(max_length=63, description="Name prefix")]
+Selector = Annotated[str, Query(max_length=1024, description="Label selector: a=b,c!=d,e,!f")]
+Sort = Annotated[
+    str, Query(pattern="^-?(created_at|name)$", description="created_at, name; - reverses")
+]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Cursor = Annotated[str | None, Query(max_length=512)]
+
+
+def version_out(v: Version) -> VersionOut:
+    return VersionOut(
+        kind=v.kind,
+        name=v.name,
+        version=v.version,
+        tag=v.tag,
+        state=v.state,
+        digest=v.digest,
+        size=v.size,
+        file_count=v.file_count,
+        labels=v.label_dict,
+        created_at=v.created_at,
+        updated_at=v.updated_at,
+        ready_at=v.ready_at,
+        created_by=v.created_by,
+    )
+
+
+def make_router(kind: str) -> APIRouter:
+    plural = f"{kind}s"
+    router = APIRouter(prefix=f"/{plural}", tags=[plural])
+
+    def list_query(
+        db: SessionDep,
+        name: str | None,
+        prefix: str,
+        selector: str,
+        state: State | None,
+        sort: str,
+        limit: int,
+        cursor: str | None,
+    ) -> VersionPage:
+        rows, nxt = service.list_versions(
+            db,
+            kind,
+            name=name,
+            prefix=prefix,
+            selector=selector,
+            state=state,
+            sort=sort,
+            limit=limit,
+            cursor=cursor,
+        )
+        return VersionPage(items=[version_out(v) for v in rows], next_cursor=nxt)
+
+    @router.get("", response_model=VersionPage, summary=f"List {kind} versions of every name")
+    def list_all(
+        db: SessionDep,
+        _: ReadCaller,
+        prefix: Prefix = "",
+        selector: Selector = "",
+        state: State | None = None,
+        sort: Sort = "-created_at",
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> VersionPage:
+        return list_query(db, None, prefix, selector, state, sort, limit, cursor)
+
+    @router.get("/{name}/versions", response_model=VersionPage, summary=f"List a {kind}'s versions")
+    def list_versions(
+        name: NameP,
+        db: SessionDep,
+        _: ReadCaller,
+        selector: Selector = "",
+        state: State | None = None,
+        sort: Sort = "-created_at",
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> VersionPage:
+        return list_query(db, name, "", selector, state, sort, limit, cursor)
+
+    @router.get(
+        "/{name}/versions/{version}",
+        response_model=VersionDetail,
+        summary=f"A {kind} version with its manifest ('latest': the newest ready one)",
+    )
+    def get_version(name: NameP, version: VersionP, db: SessionDep, _: ReadCaller) -> VersionDetail:
+        v = service.get_version(db, kind, name, version)
+        return VersionDetail(
+            **version_out(v).model_dump(),
+            manifest=yaml.safe_load(v.manifest),
+            used_by=service.used_by(db, v),
+        )
+
+    @router.get(
+        "/{name}/versions/{version}/manifest",
+        response_class=Response,
+        responses={200: {"content": {"application/yaml": {}}}},
+        summary="The manifest bytes (their sha256 is the version's digest)",
+    )
+    def get_manifest(name: NameP, version: VersionP, db: SessionDep, _: ReadCaller) -> Response:
+        v = service.get_version(db, kind, name, version)
+        return Response(
+            v.manifest.encode(),
+            media_type="application/yaml",
+            headers={"X-Jubako-Digest": v.digest, "X-Jubako-Version": v.version},
+        )
+
+    @router.get(
+        "/{name}/versions/{version}/download",
+        response_model=DownloadOut,
+        summary="Where to fetch each file (presigned S3 URLs or registry blob URLs)",
+    )
+    def download(
+        name: NameP,
+        version: VersionP,
+        reg: RegistryDep,
+        db: SessionDep,
+        _: ReadCaller,
+        presigned: bool = True,
+    ) -> DownloadOut:
+        v = service.get_version(db, kind, name, version, ready=True)
+        blobs = service.blobs_of(db, v)
+        files = []
+        for f in service.version_files(db, v):
+            url = None
+            if presigned and f.digest in blobs:
+                url = reg.storage.presign_get(blobs[f.digest], reg.settings.presign_expiry_s)
+            files.append(
+                FileOut(
+                    path=f.path,
+                    size=f.size,
+                    sha256=f.digest,
+                    url=url or f"/api/v1/blobs/{f.digest}",
+                )
+            )
+        return DownloadOut(tag=v.tag, digest=v.digest, manifest=v.manifest, files=files)
+
+    @router.put(
+        "/{name}/versions/{version}",
+        response_model=PushOut,
+        status_code=200,
+        responses={201: {"model": PushOut}, 409: {}, 422: {}},
+        summary=f"Start pushing a {kind} version: answers the blobs to upload",
+    )
+    def push(
+        name: NameP,
+        version: VersionP,
+        body: VersionPush,
+        reg: RegistryDep,
+        db: SessionDep,
+        caller: WriteCaller,
+        response: Response,
+    ) -> PushOut:
+        if len(body.manifest) > reg.settings.max_manifest_bytes:
+            from jubako.errors import InvalidBundle
+
+            raise InvalidBundle("manifest too large")
+        res = service.create_version(
+            db,
+            reg.storage,
+            caller,
+            kind,
+            name,
+            version,
+            body.manifest,
+            labels=body.labels,
+            force=body.force,
+            part_size=reg.settings.part_size,
+            upload_timeout_s=reg.settings.upload_timeout_s,
+        )
+        db.commit()
+        if res.created:
+            response.status_code = 201
+        up = upload_out(reg, db, res.upload, res.missing) if res.upload else None
+        return PushOut(version=version_out(res.version), created=res.created, upload=up)
+
+    @router.patch("/{name}/versions/{version}", response_model=VersionOut, summary="Change labels")
+    def patch(
+        name: NameP, version: VersionP, body: LabelsPatch, db: SessionDep, caller: WriteCaller
+    ) -> VersionOut:
+        v = service.get_version(db, kind, name, version)
+        service.update_labels(db, caller, v, body.labels)
+        db.commit()
+        return version_out(v)
+
+    @router.delete(
+        "/{name}/versions/{version}",
+        status_code=204,
+        responses={409: {"description": "In use (force needs the admin scope)"}},
+        summary="Delete a version; its unreferenced blobs are collected",
+    )
+    def delete(
+        name: NameP,
+        version: VersionP,
+        reg: RegistryDep,
+        db: SessionDep,
+        caller: WriteCaller,
+        force: bool = False,
+    ) -> Response:
+        v = service.get_version(db, kind, name, version)
+        if force and caller.scope != "admin":
+            raise Forbidden("deleting with force needs the admin scope")
+        service.delete_version(db, reg.storage, caller, v, force=force)
+        db.commit()
+        return Response(status_code=204)
+
+    if kind == "bento":
+
+        @router.get(
+            "/{name}/versions/{version}/archive",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"application/x-tar": {}}}},
+            summary="The bento and its models as one tar stream (self-contained layout)",
+        )
+        def archive(
+            name: NameP,
+            version: VersionP,
+            reg: RegistryDep,
+            db: SessionDep,
+            _: ReadCaller,
+            compression: Annotated[str, Query(pattern="^(none|gzip|zstd)$")] = "none",
+        ) -> StreamingResponse:
+            from ..archives import archive_response
+
+            v = service.get_version(db, kind, name, version, ready=True)
+            return archive_response(reg, db, v, compression)
+
+    return router

@@ -1,0 +1,161 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+State = Literal["uploading", "ready", "failed"]
+
+
+class VersionPush(BaseModel):
+    manifest: str = Field(description="bento.yaml or model.yaml, as YAML text")
+    labels: dict[str, str] = Field(default_factory=dict, description="Added to the manifest's")
+    force: bool = Field(False, description="Replace a ready version with different content")
+
+
+class LabelsPatch(BaseModel):
+    labels: dict[str, str | None] = Field(description="null removes a label")
+
+
+class VersionOut(BaseModel):
+    kind: Literal["bento", "model"]
+    name: str
+    version: str
+    tag: str
+    state: State
+    digest: str
+    size: int
+    file_count: int
+    labels: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    ready_at: datetime | None
+    created_by: str
+
+
+class VersionDetail(VersionOut):
+    manifest: dict[str, Any]
+    used_by: list[str]
+
+
+class VersionPage(BaseModel):
+    items: list[VersionOut]
+    next_cursor: str | None
+
+
+class PartOut(BaseModel):
+    number: int
+    size: int
+    received: bool
+    url: str | None = Field(None, description="Presigned PUT URL; null: PUT to the registry")
+
+
+class BlobUploadOut(BaseModel):
+    digest: str
+    size: int
+    part_size: int
+    parts: list[PartOut]
+
+
+class UploadOut(BaseModel):
+    id: str
+    expires_at: datetime
+    blobs: list[BlobUploadOut]
+
+
+class PushOut(BaseModel):
+    version: VersionOut
+    created: bool
+    upload: UploadOut | None = Field(None, description="null when the version is already ready")
+
+
+class CompleteIn(BaseModel):
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="The manifest's digest")
+
+
+class PartReceived(BaseModel):
+    number: int
+    size: int
+
+
+class BlobDone(BaseModel):
+    digest: str
+    done: bool
+
+
+class FileOut(BaseModel):
+    path: str
+    size: int
+    sha256: str
+    url: str = Field(description="Presigned GET URL, or a registry path under /api/v1/blobs")
+
+
+class DownloadOut(BaseModel):
+    tag: str
+    digest: str
+    manifest: str
+    files: list[FileOut]
+
+
+class DeploymentIn(BaseModel):
+    bento: str = Field(description="name:version the deployment runs")
+    cluster: str = ""
+    status: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeploymentOut(DeploymentIn):
+    namespace: str
+    name: str
+    updated_at: datetime
+
+
+class TokenCreate(BaseModel):
+    scope: Literal["read", "write", "admin"]
+    user: str = Field("admin", min_length=1, max_length=128)
+    name: str = Field("", max_length=128)
+    expires_in_days: float | None = Field(None, gt=0, le=36500)
+
+
+class TokenOut(BaseModel):
+    id: int
+    user: str
+    name: str
+    prefix: str
+    scope: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The secret, shown this once")
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    token_id: int | None
+    action: str
+    target: str
+    detail: dict[str, Any]
+    client: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditOut]
+    next_cursor: int | None
+
+
+class SweepOut(BaseModel):
+    failed: int
+    removed: int
+    blobs_collected: int
+
+
+class Problem(BaseModel):
+    detail: str

@@ -1,0 +1,100 @@
+"""API tokens: random secrets shown once, stored as sha256, scoped read < write < admin."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from jubako.errors import NotFound
+
+from .db.models import Token, User, utcnow
+from .errors import BadRequest
+
+SCOPES = ("read", "write", "admin")
+TOKEN_PREFIX = "jbk_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # bounds the writes a busy token causes
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough (no dictionary to attack).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def allows(granted: str, needed: str) -> bool:
+    return SCOPES.index(granted) >= SCOPES.index(needed)
+
+
+def user(db: Session, name: str) -> User:
+    u = db.scalar(select(User).where(User.name == name))
+    if u is None:
+        u = User(name=name)
+        db.add(u)
+        db.flush()
+    return u
+
+
+def create_token(
+    db: Session,
+    *,
+    user_name: str,
+    scope: str,
+    name: str = "",
+    expires_in: timedelta | None = None,
+    secret: str | None = None,
+) -> tuple[Token, str]:
+    """A new token and its plaintext, which is never stored."""
+    if scope not in SCOPES:
+        raise BadRequest(f"scope must be one of {', '.join(SCOPES)}")
+    if not user_name or len(user_name) > 128:
+        raise BadRequest("user name must have 1 to 128 characters")
+    if expires_in is not None and expires_in.total_seconds() <= 0:
+        raise BadRequest("expiry must be in the future")
+    plain = secret or TOKEN_PREFIX + secrets.token_urlsafe(32)
+    if len(plain) < 16:
+        raise BadRequest("a token must have at least 16 characters")
+    tok = Token(
+        user=user(db, user_name),
+        name=name[:128],
+        token_hash=hash_token(plain),
+        prefix=plain[:12],
+        scope=scope,
+        expires_at=utcnow() + expires_in if expires_in else None,
+    )
+    db.add(tok)
+    db.flush()
+    return tok, plain
+
+
+def authenticate(db: Session, plain: str) -> Token | None:
+    """The live token matching ``plain``, its last-used time refreshed; else None."""
+    tok = db.scalar(select(Token).where(Token.token_hash == hash_token(plain)))
+    now = utcnow()
+    if tok is None or tok.revoked_at is not None:
+        return None
+    if tok.expires_at is not None and tok.expires_at <= now:
+        return None
+    if tok.last_used_at is None or now - tok.last_used_at > LAST_USED_RESOLUTION:
+        db.execute(update(Token).where(Token.id == tok.id).values(last_used_at=now))
+        db.commit()
+        tok.last_used_at = now
+    return tok
+
+
+def revoke(db: Session, token_id: int) -> Token:
+    tok = db.get(Token, token_id)
+    if tok is None or tok.revoked_at is not None:
+        raise NotFound(f"token {token_id} not found")
+    tok.revoked_at = utcnow()
+    return tok
+
+
+def has_tokens(db: Session) -> bool:
+    return db.scalar(select(Token.id).limit(1)) is not None
+
+
+def is_expired(tok: Token, now: datetime | None = None) -> bool:
+    return tok.expires_at is not None and tok.expires_at <= (now or utcnow())

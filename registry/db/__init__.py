@@ -1,0 +1,1 @@
+"""Registry metadata: SQLAlchemy models and sessions; the schema is owned by Alembic."""

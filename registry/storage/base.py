@@ -1,0 +1,93 @@
+"""The storage interface.
+
+Blobs are files' contents addressed by sha256. An upload is multipart: parts arrive
+either straight from the client (presigned URLs, S3 only) or streamed through the registry
+(``put_part``), then ``complete`` assembles them and verifies size and sha256 before the
+blob becomes visible at its key. Bodies are streamed in chunks, never held whole.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from jubako.errors import JubakoError
+
+CHUNK = 1 << 20
+
+
+class StorageError(JubakoError):
+    pass
+
+
+class DigestMismatch(StorageError):
+    pass
+
+
+@dataclass(frozen=True)
+class Part:
+    number: int
+    size: int
+    etag: str = ""
+
+
+class Storage(abc.ABC):
+    kind: str
+    presigns: bool = False  # hands out URLs the client uses directly
+
+    @abc.abstractmethod
+    def key_for(self, digest: str, upload_id: str) -> str:
+        """Where the blob of ``digest`` uploaded by ``upload_id`` will live."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise StorageError when the backend cannot be reached (readiness)."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes of ``key`` (``end`` inclusive), in chunks."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; no error when it is already gone."""
+
+    @abc.abstractmethod
+    def put_empty(self, key: str) -> None: ...
+
+    # --- multipart uploads ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def begin(self, key: str) -> str:
+        """Start a multipart upload to ``key``; return its id."""
+
+    @abc.abstractmethod
+    def put_part(self, key: str, upload: str, number: int, path: Path, size: int) -> None:
+        """Store part ``number`` from a spooled file (the registry streams it through)."""
+
+    @abc.abstractmethod
+    def parts(self, key: str, upload: str) -> dict[int, Part]:
+        """Parts received so far."""
+
+    def presign_part(self, key: str, upload: str, number: int, expiry: int) -> str | None:
+        return None
+
+    def presign_get(self, key: str, expiry: int, filename: str = "") -> str | None:
+        return None
+
+    @abc.abstractmethod
+    def complete(self, key: str, upload: str, size: int, sha256: str, part_count: int) -> None:
+        """Assemble the parts; verify size and sha256 (DigestMismatch otherwise, and then
+        nothing is left at ``key``)."""
+
+    @abc.abstractmethod
+    def abort(self, key: str, upload: str) -> None:
+        """Drop an unfinished upload and its parts; no error when already gone."""
+
+    @abc.abstractmethod
+    def list_keys(self) -> Iterator[str]:
+        """Every blob key (for garbage collection of orphans)."""

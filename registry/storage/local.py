@@ -1,0 +1,130 @@
+"""A local folder: ``sha256/<2>/<hex>`` per blob, parts under ``.uploads/<id>/``."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from .base import CHUNK, DigestMismatch, Part, Storage, StorageError
+
+
+class LocalStorage(Storage):
+    kind = "local"
+    presigns = False
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.uploads = self.root / ".uploads"
+        self.uploads.mkdir(parents=True, exist_ok=True)
+
+    def key_for(self, digest: str, upload_id: str) -> str:
+        # Content-addressed: `complete` verifies before the rename, so a bad upload can
+        # never replace a good blob, and two uploads of the same content are harmless.
+        return f"sha256/{digest[:2]}/{digest}"
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StorageError(f"bad key {key!r}")
+        return path
+
+    def _updir(self, upload: str) -> Path:
+        if not upload or "/" in upload or upload.startswith("."):
+            raise StorageError(f"bad upload id {upload!r}")
+        return self.uploads / upload
+
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise StorageError(f"{self.root} is not writable")
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        try:
+            f = open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise StorageError(f"blob {key} is missing from {self.root}") from None
+        with f:
+            f.seek(start)
+            left = None if end is None else end - start + 1
+            while left is None or left > 0:
+                chunk = f.read(CHUNK if left is None else min(CHUNK, left))
+                if not chunk:
+                    break
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def put_empty(self, key: str) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+    def begin(self, key: str) -> str:
+        upload = uuid.uuid4().hex
+        self._updir(upload).mkdir(parents=True)
+        return upload
+
+    def put_part(self, key: str, upload: str, number: int, path: Path, size: int) -> None:
+        d = self._updir(upload)
+        if not d.is_dir():
+            raise StorageError(f"upload {upload} is gone")
+        os.replace(path, d / f"{number:05d}")  # same file system: the spool is under root
+
+    def parts(self, key: str, upload: str) -> dict[int, Part]:
+        d = self._updir(upload)
+        out = {}
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(d):
+                if entry.name.isdigit():
+                    out[int(entry.name)] = Part(int(entry.name), entry.stat().st_size)
+        return out
+
+    def complete(self, key: str, upload: str, size: int, sha256: str, part_count: int) -> None:
+        d = self._updir(upload)
+        got = self.parts(key, upload)
+        missing = [n for n in range(1, part_count + 1) if n not in got]
+        if missing:
+            raise DigestMismatch(f"parts {missing[:5]} not uploaded")
+        h = hashlib.sha256()
+        total = 0
+        assembled = d / "assembled"
+        with open(assembled, "wb") as out:
+            for n in range(1, part_count + 1):
+                with open(d / f"{n:05d}", "rb") as f:
+                    while chunk := f.read(CHUNK):
+                        h.update(chunk)
+                        out.write(chunk)
+                        total += len(chunk)
+        if total != size or h.hexdigest() != sha256:
+            assembled.unlink()
+            raise DigestMismatch(
+                f"uploaded {total} bytes with sha256 {h.hexdigest()}, expected {size} bytes"
+                f" with sha256 {sha256}"
+            )
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(assembled, dest)
+        shutil.rmtree(d, ignore_errors=True)
+
+    def abort(self, key: str, upload: str) -> None:
+        shutil.rmtree(self._updir(upload), ignore_errors=True)
+
+    def list_keys(self) -> Iterator[str]:
+        base = self.root / "sha256"
+        for dirpath, _dirs, files in os.walk(base):
+            for f in files:
+                yield Path(dirpath, f).relative_to(self.root).as_posix()
+
+    def spool_dir(self) -> Path:
+        return self.uploads
