@@ -194,7 +194,7 @@ def extract(fileobj: BinaryIO, dest: Path) -> Extracted:
     manifests: dict[str, Manifest] = {}
     try:
         tar = tarfile.open(fileobj=_decompressed(fileobj), mode="r|")
-    except tarfile.TarError as e:
+    except (tarfile.TarError, EOFError, zstandard.ZstdError, OSError) as e:
         raise InvalidBundle(f"not a tar archive: {e}") from None
     with tar:
         try:
