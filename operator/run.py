@@ -41,7 +41,9 @@ def run(
             namespaces=namespaces,
             standalone=settings.standalone,
             priority=settings.priority,
-            peering_name=settings.peering_name,
+            # Naming a peering makes it mandatory: with replicas, running unpeered would let
+            # them fight, so kopf waits for the KopfPeering CRD (crds/kopf-peering.yaml).
+            peering_name=None if settings.standalone else settings.peering_name,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
         ))
