@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from jubako.runtime.dispatcher import Batch, CostModel, Dispatcher, Pending, Refusal
 
 

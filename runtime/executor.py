@@ -1,0 +1,243 @@
+"""Running one wire CALL against the service instance, inside a worker.
+
+Inputs are turned into the API's declared Python types (numpy arrays, torch tensors on
+the selected device through pinned host memory, pydantic models, str, bytes); a batch
+that raises is re-run request by request so that a bad item fails only its own request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from jubako.manifest import JSONSpec, TensorSpec, TextSpec
+from jubako.service import Api, Service
+
+from . import wire
+
+log = logging.getLogger("jubako.runtime.worker")
+
+OK = 200
+
+
+def _loc(err: dict[str, Any], prefix: str) -> str:
+    parts = [prefix]
+    for p in err["loc"]:
+        parts.append(f"[{p}]" if isinstance(p, int) else f".{p}")
+    return "".join(parts)
+
+
+class RequestFailed(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Torch:
+    device: Any
+    pinned: dict[tuple[str, int], Any]
+
+
+class ApiRunner:
+    def __init__(self, api: Api, instance: Any, torch_device: str | None):
+        self.api = api
+        self.bound = api.func.__get__(instance)
+        self.batchable = api.batchable
+        self.input = api.input
+        self.output = api.output
+        self._in_adapter = TypeAdapter(api.input_type) if isinstance(api.input, JSONSpec) else None
+        self._out_adapter = TypeAdapter(api.output_type) if isinstance(api.output, JSONSpec) else None
+        self._torch: _Torch | None = None
+        if isinstance(api.input, TensorSpec) and api.input.container == "torch":
+            import torch
+
+            self._torch = _Torch(torch.device(torch_device or "cpu"), {})
+
+    # --- inputs ----------------------------------------------------------------------
+
+    def _to_torch(self, arr: np.ndarray) -> Any:
+        import torch
+
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        assert self._torch is not None
+        dev = self._torch.device
+        if dev.type != "cuda":
+            return t
+        # copy into a reusable page-locked buffer, then an asynchronous host->device copy
+        key = (str(t.dtype), t.numel())
+        buf = self._torch.pinned.get(key)
+        if buf is None:
+            buf = torch.empty(t.numel(), dtype=t.dtype).pin_memory()
+            self._torch.pinned[key] = buf
+        staged = buf.view(t.shape)
+        staged.copy_(t)
+        return staged.to(dev, non_blocking=True)
+
+    def _json_items(self, segment: bytes, where: str) -> Any:
+        assert self._in_adapter is not None
+        try:
+            return self._in_adapter.validate_python(orjson.loads(segment))
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise RequestFailed(422, f"{_loc(err, where)}: {err['msg']}") from None
+
+    # --- outputs ---------------------------------------------------------------------
+
+    def _out_array(self, out: Any) -> np.ndarray:
+        if not isinstance(out, np.ndarray):
+            if hasattr(out, "detach"):  # torch tensor
+                out = out.detach().cpu().numpy()
+            else:
+                out = np.asarray(out)
+        return out
+
+    def _encode_json(self, out: Any) -> bytes:
+        assert self._out_adapter is not None
+        return orjson.dumps(self._out_adapter.dump_python(out, mode="json"), option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def _encode_single(self, out: Any) -> tuple[bytes, np.ndarray | None]:
+        if isinstance(self.output, TensorSpec):
+            return b"", self._out_array(out)
+        if isinstance(self.output, JSONSpec):
+            return self._encode_json(out), None
+        if isinstance(self.output, TextSpec):
+            return str(out).encode(), None
+        return bytes(out), None
+
+    # --- calls -----------------------------------------------------------------------
+
+    async def run(self, call: wire.Call, received: float, pool_call: Any) -> bytes:
+        """The RESULT frame for ``call``; ``pool_call(fn, arg)`` runs sync code off-loop."""
+        start = time.perf_counter()
+        wait = start - received
+        n = len(call.sizes)
+        if not self.batchable:
+            statuses, segments, tensor = [OK], [b""], None
+            try:
+                value = self._single_input(call)
+                out = await (self.bound(value) if self.api.is_async else pool_call(self.bound, value))
+                seg, tensor = self._encode_single(out)
+                segments = [seg]
+            except RequestFailed as e:
+                statuses, segments = [e.status], [str(e).encode()]
+            except Exception as e:
+                statuses, segments = [500], [_describe(e).encode()]
+            return wire.encode_result(call.id, time.perf_counter() - start, wait, statuses, segments, tensor)
+        statuses = [OK] * n
+        errors: list[bytes] = [b""] * n
+        if call.tensor is not None:
+            parts = _split_rows(call.tensor, call.sizes)
+        else:
+            assert call.segments is not None
+            parts = []
+            for i, seg in enumerate(call.segments):
+                try:
+                    parts.append(self._json_items(seg, "body"))
+                except RequestFailed as e:
+                    statuses[i], errors[i] = e.status, str(e).encode()
+                    parts.append(None)
+        outs = await self._run_batch(parts, statuses, errors, pool_call)
+        exec_s = time.perf_counter() - start
+        if isinstance(self.output, TensorSpec):
+            ok = [o for o, s in zip(outs, statuses, strict=True) if s == OK]
+            tensor = np.concatenate(ok) if ok else None
+            return wire.encode_result(call.id, exec_s, wait, statuses, errors, tensor)
+        segments = [
+            self._encode_json(o) if s == OK else e for o, s, e in zip(outs, statuses, errors, strict=True)
+        ]
+        return wire.encode_result(call.id, exec_s, wait, statuses, segments)
+
+    def _single_input(self, call: wire.Call) -> Any:
+        if call.tensor is not None:
+            return self._to_torch(call.tensor) if self._torch else call.tensor
+        assert call.segments is not None
+        seg = call.segments[0]
+        if isinstance(self.input, JSONSpec):
+            return self._json_items(seg, "body")
+        if isinstance(self.input, TextSpec):
+            return seg.decode()
+        return seg
+
+    def _join(self, parts: list[Any]) -> Any:
+        if isinstance(self.input, TensorSpec):
+            arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return self._to_torch(arr) if self._torch else arr
+        joined: list[Any] = []
+        for p in parts:
+            joined.extend(p)
+        return joined
+
+    def _split(self, out: Any, sizes: list[int]) -> list[Any]:
+        if isinstance(self.output, TensorSpec):
+            arr = self._out_array(out)
+            if arr.ndim == 0 or arr.shape[0] != sum(sizes):
+                raise RuntimeError(f"the API returned {arr.shape[0] if arr.ndim else 0} rows for {sum(sizes)} items")
+            return _split_rows(arr, sizes)
+        out = list(out)
+        if len(out) != sum(sizes):
+            raise RuntimeError(f"the API returned {len(out)} items for {sum(sizes)}")
+        res, pos = [], 0
+        for s in sizes:
+            res.append(out[pos : pos + s])
+            pos += s
+        return res
+
+    async def _run_batch(
+        self, parts: list[Any], statuses: list[int], errors: list[bytes], pool_call: Any
+    ) -> list[Any]:
+        idx = [i for i, s in enumerate(statuses) if s == OK]
+        outs: list[Any] = [None] * len(parts)
+        if not idx:
+            return outs
+        live = [parts[i] for i in idx]
+        sizes = [len(p) for p in live]
+        try:
+            out = await self._call(self._join(live), pool_call)
+            for i, o in zip(idx, self._split(out, sizes), strict=True):
+                outs[i] = o
+            return outs
+        except Exception as e:
+            if len(idx) == 1:
+                statuses[idx[0]], errors[idx[0]] = 500, _describe(e).encode()
+                return outs
+        # the batch failed: run each request alone so only the bad ones fail
+        for i in idx:
+            try:
+                out = await self._call(self._join([parts[i]]), pool_call)
+                outs[i] = self._split(out, [len(parts[i])])[0]
+            except Exception as e:
+                statuses[i], errors[i] = 500, _describe(e).encode()
+        return outs
+
+    def _call(self, value: Any, pool_call: Any) -> Awaitable[Any]:
+        if self.api.is_async:
+            return self.bound(value)
+        return pool_call(self.bound, value)
+
+
+def _split_rows(arr: np.ndarray, sizes: tuple[int, ...] | list[int]) -> list[np.ndarray]:
+    if len(sizes) == 1:
+        return [arr]
+    out, pos = [], 0
+    for s in sizes:
+        out.append(arr[pos : pos + s])
+        pos += s
+    return out
+
+
+def _describe(e: BaseException) -> str:
+    log.error("API call failed: %s", "".join(traceback.format_exception(e)).rstrip())
+    return f"{type(e).__name__}: {e}"
+
+
+def runners(service: Service, instance: Any, torch_device: str | None) -> dict[str, ApiRunner]:
+    return {name: ApiRunner(api, instance, torch_device) for name, api in service.apis.items()}

@@ -1,0 +1,440 @@
+"""The proxy: a raw ASGI app on uvicorn (uvloop + httptools) in front of the workers.
+
+``POST /<api>`` decodes and validates the body (``codec``), then either queues it in the
+API's :class:`~jubako.runtime.dispatcher.Dispatcher` (batchable) or sends it to the
+least-loaded worker alone. The dispatcher is driven by events only: arrivals, results,
+and at most one timer per API for the moment it asked for. Workers are reached over one
+TCP connection each (``wire``); each ``--workers`` host is resolved again and again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from jubako.manifest import BentoManifest
+
+from . import wire
+from .codec import JSON, ApiCodec, InputError, error_body
+from .dispatcher import Batch, CostModel, Dispatcher, Refusal
+from .settings import Batching
+
+log = logging.getLogger("jubako.runtime.proxy")
+
+DEADLINE_HEADER = b"x-jubako-deadline-ms"
+MAX_BODY = int(os.environ.get("JUBAKO_MAX_BODY_BYTES", str(64 << 20)))
+RESOLVE_INTERVAL = float(os.environ.get("JUBAKO_RESOLVE_INTERVAL", "2"))
+_PLAIN = b"text/plain; charset=utf-8"
+
+
+def event_loop_policy() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is a runtime dependency off Windows
+        pass
+
+
+class WorkerLink(asyncio.Protocol):
+    """One TCP connection to one worker; many batches in flight, matched by id."""
+
+    def __init__(self, proxy: Proxy, addr: tuple[str, int]):
+        self.proxy = proxy
+        self.addr = addr
+        self.transport: asyncio.Transport | None = None
+        self.frames = wire.FrameReader()
+        self.pending: dict[int, tuple[ApiState, Any]] = {}
+        self.ready = False
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.info: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"worker {self.addr[0]}:{self.addr[1]}"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.frames.feed(data)
+        except ValueError:
+            log.exception("%s sent a bad frame; dropping it", self)
+            self.close()
+            return
+        for body in frames:
+            kind = wire.kind_of(body)
+            if kind == wire.RESULT:
+                self.proxy.on_result(self, wire.decode_result(body))
+            elif kind == wire.HELLO:
+                self.info = orjson.loads(wire.decode_hello(body))
+                self.ready = True
+                self.proxy.worker_up(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_ready, self.ready = self.ready, False
+        if was_ready:
+            self.proxy.worker_down(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def send(self, frame: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(frame)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass(eq=False)
+class ApiState:
+    name: str
+    codec: ApiCodec
+    dispatcher: Dispatcher | None
+    timer: asyncio.TimerHandle | None = None
+    counters: dict[int, Any] = field(default_factory=dict)
+    latency: Any = None
+    batch_size: Any = None
+    batch_seconds: Any = None
+
+
+class Proxy:
+    def __init__(self, manifest: BentoManifest, workers: list[tuple[str, int]], batching: dict[str, Batching]):
+        from . import metrics
+
+        self.manifest = manifest
+        self.targets = workers
+        self.batching = batching
+        self.links: dict[tuple[str, int], WorkerLink] = {}
+        self.ids = itertools.count(1)
+        self.m = metrics.ProxyMetrics(self)
+        self.apis: dict[str, ApiState] = {}
+        self.routes: dict[str, ApiState] = {}
+        self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._resolver: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._docs: Any = None
+        self.stopping = False
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for spec in self.manifest.apis:
+            d = None
+            b = self.batching.get(spec.name)
+            if b is not None:
+                d = Dispatcher(
+                    b.max_batch_size, b.max_latency_ms / 1000.0, max_queue_items=b.max_queue_items,
+                    max_inflight_per_worker=b.max_inflight_per_worker,
+                    cost=CostModel(a=0.001, b=0.0001, span=b.max_batch_size), clock=time.monotonic,
+                )
+            st = ApiState(spec.name, ApiCodec(spec), d)
+            self.m.attach(st)
+            self.apis[spec.name] = st
+            self.routes[spec.route] = st
+        self._resolver = asyncio.ensure_future(self._resolve_forever())
+
+    async def shutdown(self) -> None:
+        self.stopping = True
+        if self._resolver:
+            self._resolver.cancel()
+        for t in self._tasks.values():
+            t.cancel()
+        for link in list(self.links.values()):
+            link.close()
+
+    @property
+    def ready(self) -> bool:
+        return any(link.ready for link in self.links.values())
+
+    # --- workers ---------------------------------------------------------------------
+
+    async def _resolve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            wanted: set[tuple[str, int]] = set()
+            for host, port in self.targets:
+                try:
+                    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                    wanted.update((info[4][0], port) for info in infos)
+                except OSError as e:
+                    log.warning("cannot resolve worker host %s: %s", host, e)
+            for addr in wanted - set(self._tasks):
+                self._tasks[addr] = asyncio.ensure_future(self._maintain(addr))
+            for addr in set(self._tasks) - wanted:
+                self._tasks.pop(addr).cancel()
+                link = self.links.get(addr)
+                if link:
+                    link.close()
+            await asyncio.sleep(RESOLVE_INTERVAL)
+
+    async def _maintain(self, addr: tuple[str, int]) -> None:
+        """Keep one connection to ``addr``; reconnect quickly after a loss."""
+        loop = asyncio.get_running_loop()
+        delay = 0.05
+        while not self.stopping:
+            try:
+                _, link = await loop.create_connection(lambda: WorkerLink(self, addr), addr[0], addr[1])
+            except OSError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            delay = 0.05
+            self.links[addr] = link
+            try:
+                await asyncio.shield(link.closed)
+            except asyncio.CancelledError:
+                link.close()
+                raise
+            finally:
+                if self.links.get(addr) is link:
+                    del self.links[addr]
+            self.m.worker_lost.inc()
+            await asyncio.sleep(delay)
+
+    def worker_up(self, link: WorkerLink) -> None:
+        log.info("%s ready (pid %s)", link, link.info.get("pid"))
+        for st in self.apis.values():
+            if st.dispatcher is not None:
+                st.dispatcher.add_worker(link)
+                self.kick(st)
+
+    def worker_down(self, link: WorkerLink) -> None:
+        log.warning("%s lost with %d batch(es) in flight", link, len(link.pending))
+        pending, link.pending = link.pending, {}
+        for _st, entry in pending.values():
+            if isinstance(entry, Batch):
+                for p in entry.requests:
+                    _finish(p.payload[1], 503, error_body(f"{link} was lost; retry"), JSON)
+            else:
+                _finish(entry, 503, error_body(f"{link} was lost; retry"), JSON)
+        for st in self.apis.values():
+            if st.dispatcher is None:
+                continue
+            lost, stranded = st.dispatcher.remove_worker(link)
+            for p in stranded:
+                _finish(p.payload[1], 503, error_body("no worker is ready; retry"), JSON)
+            self.kick(st)
+
+    # --- batching --------------------------------------------------------------------
+
+    def kick(self, st: ApiState) -> None:
+        d = st.dispatcher
+        assert d is not None
+        if st.timer is not None:
+            st.timer.cancel()
+            st.timer = None
+        batches, expired = d.poll()
+        for p in expired:
+            _finish(p.payload[1], 503, error_body("deadline passed while queued; retry"), JSON)
+        for b in batches:
+            self._send_batch(st, b)
+        wake = d.next_wakeup()
+        if wake is not None:
+            # uvloop's loop.time() has millisecond resolution: schedule from our own clock
+            assert self._loop is not None
+            st.timer = self._loop.call_later(max(wake - time.monotonic(), 0.0), self.kick, st)
+
+    def _send_batch(self, st: ApiState, b: Batch) -> None:
+        link: WorkerLink = b.worker  # type: ignore[assignment]
+        mid = next(self.ids)
+        reqs = b.requests
+        sizes = [p.items for p in reqs]
+        if st.codec.tensor_in:
+            arr = reqs[0].payload[0] if len(reqs) == 1 else np.concatenate([p.payload[0] for p in reqs])
+            frame = wire.encode_call(mid, st.name, sizes, tensor=arr)
+        else:
+            frame = wire.encode_call(mid, st.name, sizes, segments=[p.payload[0] for p in reqs])
+        link.pending[mid] = (st, b)
+        link.send(frame)
+        st.batch_size.observe(b.items)
+
+    def on_result(self, link: WorkerLink, res: wire.Result) -> None:
+        entry = link.pending.pop(res.id, None)
+        if entry is None:
+            return
+        st, target = entry
+        if not isinstance(target, Batch):
+            status = res.statuses[0]
+            if status == 200:
+                body = st.codec.encode_tensor(res.tensor) if res.tensor is not None else res.segments[0]
+                _finish(target, 200, body, st.codec.content_type)
+            else:
+                _finish(target, status, error_body(res.segments[0].decode(errors="replace")), JSON)
+            return
+        d = st.dispatcher
+        assert d is not None
+        now = d.clock()
+        st.batch_seconds.observe(now - target.dispatched_at)
+        d.complete(target, res.exec_seconds, res.wait_seconds)
+        off = 0
+        tensor = res.tensor
+        for p, status, seg in zip(target.requests, res.statuses, res.segments, strict=True):
+            fut = p.payload[1]
+            if status != 200:
+                _finish(fut, status, error_body(seg.decode(errors="replace")), JSON)
+            elif tensor is not None:
+                _finish(fut, 200, st.codec.encode_tensor(tensor[off : off + p.items]), JSON)
+                off += p.items
+            else:
+                _finish(fut, 200, seg, st.codec.content_type)
+        self.kick(st)
+
+    def _least_loaded(self) -> WorkerLink | None:
+        best = None
+        for link in self.links.values():
+            if link.ready and (best is None or len(link.pending) < len(best.pending)):
+                best = link
+        return best
+
+    # --- HTTP ------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            st = self.routes.get(scope["path"])
+            if st is not None and scope["method"] == "POST":
+                await self._api(st, scope, receive, send)
+            else:
+                await self._other(scope, receive, send)
+        elif kind == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await self.startup()
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await self.shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    async def _api(self, st: ApiState, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        t0 = time.perf_counter()
+        status, body, ctype, headers = await self._handle(st, scope, receive)
+        h = [(b"content-type", ctype), (b"content-length", b"%d" % len(body))]
+        if headers:
+            h += headers
+        await send({"type": "http.response.start", "status": status, "headers": h})
+        await send({"type": "http.response.body", "body": body})
+        counter = st.counters.get(status)
+        if counter is None:
+            counter = st.counters[status] = self.m.requests.labels(st.name, str(status))
+        counter.inc()
+        st.latency.observe(time.perf_counter() - t0)
+
+    async def _handle(self, st: ApiState, scope: dict[str, Any], receive: Any) -> tuple[int, bytes, bytes, Any]:
+        msg = await receive()
+        body = msg.get("body", b"")
+        while msg.get("more_body"):
+            msg = await receive()
+            body += msg.get("body", b"")
+            if len(body) > MAX_BODY:
+                return 413, error_body(f"body: larger than {MAX_BODY} bytes"), JSON, None
+        try:
+            items, value = st.codec.decode(body)
+        except InputError as e:
+            return e.status, error_body(str(e)), JSON, None
+        assert self._loop is not None
+        fut: asyncio.Future[tuple[int, bytes, bytes]] = self._loop.create_future()
+        d = st.dispatcher
+        if d is None:
+            link = self._least_loaded()
+            if link is None:
+                return 503, error_body("no worker is ready; retry"), JSON, [(b"retry-after", b"1")]
+            mid = next(self.ids)
+            if st.codec.tensor_in:
+                frame = wire.encode_call(mid, st.name, [1], tensor=value)
+            else:
+                frame = wire.encode_call(mid, st.name, [1], segments=[value])
+            link.pending[mid] = (st, fut)
+            link.send(frame)
+        else:
+            if items > d.max_batch_size:
+                return 413, error_body(f"body: at most {d.max_batch_size} items per request, got {items}"), JSON, None
+            budget = None
+            for k, v in scope["headers"]:
+                if k == DEADLINE_HEADER:
+                    try:
+                        budget = float(v) / 1000.0
+                    except ValueError:
+                        return 400, error_body(f"header {DEADLINE_HEADER.decode()}: not a number"), JSON, None
+            r = d.submit(items, (value, fut), budget)
+            if isinstance(r, Refusal):
+                retry = b"%d" % max(1, math.ceil(r.retry_after))
+                return 503, error_body(f"overloaded: {r.reason}; retry"), JSON, [(b"retry-after", retry)]
+            self.kick(st)
+        status, out, ctype = await fut
+        return status, out, ctype, None
+
+    async def _other(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope["path"]
+        method = scope["method"]
+        headers: list[tuple[bytes, bytes]] = []
+        if path == "/livez":
+            status, body, ctype = 200, b"ok\n", _PLAIN
+        elif path == "/readyz":
+            ok = self.ready
+            status, body, ctype = (200, b"ready\n", _PLAIN) if ok else (503, b"no worker ready\n", _PLAIN)
+        elif path == "/metrics":
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+            status, body, ctype = 200, generate_latest(self.m.registry), CONTENT_TYPE_LATEST.encode()
+        elif path in self.routes:
+            status, body, ctype = 405, error_body(f"use POST {path}"), JSON
+            headers = [(b"allow", b"POST")]
+        else:
+            from . import openapi
+
+            if self._docs is None:
+                self._docs = openapi.Docs(self.manifest)
+            found = self._docs.get(path) if method in ("GET", "HEAD") else None
+            if found is None:
+                status, body, ctype = 404, error_body(f"no route {path}; see /docs"), JSON
+            else:
+                status, body, ctype = 200, found[0], found[1]
+        await send(
+            {"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", ctype), (b"content-length", b"%d" % len(body)), *headers]}
+        )
+        await send({"type": "http.response.body", "body": body if method != "HEAD" else b""})
+
+
+def _finish(fut: asyncio.Future[Any], status: int, body: bytes, ctype: bytes) -> None:
+    if not fut.done():
+        fut.set_result((status, body, ctype))
+
+
+def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.0.0") -> None:
+    import uvicorn
+
+    from jubako.loader import open_bento
+
+    from .settings import batching
+
+    logging.basicConfig(level=os.environ.get("JUBAKO_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    manifest = open_bento(bento).manifest
+    proxy = Proxy(manifest, workers, batching(manifest))
+    config = uvicorn.Config(
+        proxy, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
+        access_log=False, log_level="warning", backlog=4096, timeout_graceful_shutdown=30,
+        timeout_keep_alive=30,
+    )
+    log.info("proxy for %s on http://%s:%d (workers %s)", manifest.tag, host, port,
+             ",".join(f"{h}:{p}" for h, p in workers))
+    uvicorn.Server(config).run()
+

@@ -1,0 +1,138 @@
+"""``jubako serve``: one proxy and N workers on this machine, supervised.
+
+The children are the same processes the operator's pods run (``python -m
+jubako.runtime proxy|worker``), talking TCP on 127.0.0.1. They live in their own
+session so that Ctrl-C reaches only this supervisor, which then stops them in order:
+the proxy first (it drains the requests it holds), then the workers. A child that dies
+is restarted; a child whose supervisor dies gets SIGTERM from the kernel (Linux).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from jubako.errors import JubakoError
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: children outlive a SIGKILLed supervisor
+        pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Child:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+        self.name, self.argv, self.env = name, argv, env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float) -> None:
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1",
+          ready_timeout: float = 120.0) -> None:
+    from jubako.loader import open_bento
+
+    bundle = open_bento(bento)  # fail here, with a clear message, not in every child
+    if workers < 1:
+        raise JubakoError("--workers must be >= 1")
+    env = dict(os.environ)
+    if not env.get("JUBAKO_NUM_THREADS"):
+        env["JUBAKO_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    path = str(bundle.path)
+    py = [sys.executable, "-m", "jubako.runtime"]
+    wports = [(free_port(), free_port()) for _ in range(workers)]
+    children = [
+        Child(f"worker {i}", [*py, "worker", "--bento", path, "--host", "127.0.0.1", "--port", str(p),
+                              "--http-port", str(h)], env)
+        for i, (p, h) in enumerate(wports)
+    ]
+    addrs = ",".join(f"127.0.0.1:{p}" for p, _ in wports)
+    proxy = Child("proxy", [*py, "proxy", "--bento", path, "--host", host, "--port", str(port),
+                            "--workers", addrs], env)
+    stop = {"flag": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for c in children:
+            c.start()
+        proxy.start()
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        announced = False
+        deadline = time.monotonic() + ready_timeout
+        while not stop["flag"]:
+            for c in [*children, proxy]:
+                if not c.alive() and not stop["flag"]:
+                    code = c.proc.returncode if c.proc else None
+                    if c is proxy and not announced and time.monotonic() - c.started < 5 and c.restarts >= 2:
+                        raise JubakoError(f"the proxy keeps exiting (code {code}); is port {port} free?")
+                    print(f"jubako serve: {c.name} exited ({code}); restarting", file=sys.stderr, flush=True)
+                    c.restarts += 1
+                    c.start()
+            if not announced:
+                if _ready(url):
+                    announced = True
+                    print(f"jubako serve: {bundle.manifest.tag} ready at {url} "
+                          f"({workers} worker(s); docs at {url}/docs)", file=sys.stderr, flush=True)
+                elif time.monotonic() > deadline:
+                    raise JubakoError(f"not ready after {ready_timeout:.0f}s; see the messages above")
+            time.sleep(0.1)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        proxy.stop(35)
+        for c in children:
+            c.stop(35)
+    print("jubako serve: stopped", file=sys.stderr, flush=True)
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=0.5) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def bento_arg(value: str) -> str:
+    p = Path(value)
+    return str(p.resolve()) if p.exists() else value

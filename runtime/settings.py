@@ -1,0 +1,90 @@
+"""Runtime settings: the bento's batching, overridden by environment, overridden by flags.
+
+Every knob is listed in docs/runtime.md (one table); keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from jubako.errors import ConfigError
+from jubako.manifest import BentoManifest
+
+_FIELDS = {"max_batch_size", "max_latency_ms", "max_queue_items", "max_inflight_per_worker"}
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int
+    max_latency_ms: float
+    max_queue_items: int
+    max_inflight_per_worker: int
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} must be an integer") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be >= 1")
+    return value
+
+
+def batching(manifest: BentoManifest, overrides: str | None = None) -> dict[str, Batching]:
+    """Per batchable API: the bento's settings, then ``JUBAKO_BATCHING`` (JSON), then
+    ``JUBAKO_MAX_INFLIGHT_PER_WORKER`` / ``JUBAKO_MAX_QUEUE_ITEMS`` as defaults for all."""
+    raw = overrides if overrides is not None else os.environ.get("JUBAKO_BATCHING", "")
+    try:
+        parsed: Any = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as e:
+        raise ConfigError(f"JUBAKO_BATCHING is not valid JSON: {e}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError('JUBAKO_BATCHING must be a JSON object like {"predict": {"max_batch_size": 32}}')
+    inflight = _int_env("JUBAKO_MAX_INFLIGHT_PER_WORKER", 2)
+    out: dict[str, Batching] = {}
+    names = {a.name for a in manifest.apis}
+    for name in parsed:
+        if name not in names:
+            raise ConfigError(f"JUBAKO_BATCHING: the bento has no API {name!r} (it has {sorted(names)})")
+    for api in manifest.apis:
+        if not api.batchable or api.batching is None:
+            if api.name in parsed:
+                raise ConfigError(f"JUBAKO_BATCHING: API {api.name!r} is not batchable")
+            continue
+        b = Batching(api.batching.max_batch_size, api.batching.max_latency_ms, 0, inflight)
+        over = parsed.get(api.name, {})
+        if not isinstance(over, dict) or set(over) - _FIELDS:
+            raise ConfigError(f"JUBAKO_BATCHING[{api.name!r}]: known keys are {sorted(_FIELDS)}")
+        try:
+            b = replace(b, **over)
+        except TypeError as e:
+            raise ConfigError(f"JUBAKO_BATCHING[{api.name!r}]: {e}") from None
+        if b.max_batch_size < 1 or b.max_latency_ms <= 0 or b.max_inflight_per_worker < 1:
+            raise ConfigError(f"JUBAKO_BATCHING[{api.name!r}]: sizes must be >= 1 and latency > 0")
+        queue = b.max_queue_items or _int_env("JUBAKO_MAX_QUEUE_ITEMS", 16 * b.max_batch_size)
+        out[api.name] = replace(b, max_queue_items=queue)
+    return out
+
+
+def parse_workers(value: str) -> list[tuple[str, int]]:
+    """``host:port[,host:port...]``; each host is resolved again and again (DNS)."""
+    out = []
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"worker address {part!r} must look like host:port")
+        out.append((host.strip("[]"), int(port)))
+    if not out:
+        raise ConfigError("no worker address given (--workers host:port,... or JUBAKO_WORKERS)")
+    return out
