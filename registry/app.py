@@ -35,7 +35,7 @@ log = logging.getLogger("jubako.registry")
 
 
 def api_router() -> APIRouter:
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter()
     api.include_router(versions.make_router("bento"))
     api.include_router(versions.make_router("model"))
     api.include_router(uploads.router)
@@ -118,9 +118,14 @@ class MetricsMiddleware:
             return
         status = [500]
 
+        def route() -> str:
+            return getattr(scope.get("route"), "path", "unmatched")
+
         async def send_wrapper(message):  # type: ignore[no-untyped-def]
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                # Counted before the client can see the response, so a following scrape has it.
+                self.metrics.requests.labels(scope["method"], route(), str(status[0])).inc()
             await send(message)
 
         start = time.perf_counter()
@@ -129,10 +134,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             self.metrics.in_flight.dec()
-            route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status[0])).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(scope["method"], route()).observe(
+                time.perf_counter() - start
+            )
 
 
 def create_app(

@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from ... import service
 from ...db.models import AuditEvent
+from .. import API_PREFIX
 from ..deps import AdminCaller, RegistryDep, SessionDep
 from ..schemas import AuditOut, AuditPage, SweepOut
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(prefix=API_PREFIX, tags=["admin"])
 
 
 @router.get("/audit", response_model=AuditPage, summary="Audit events, newest first")

@@ -12,9 +12,10 @@ from jubako.errors import NotFound
 
 from ...db.models import Blob
 from ...errors import BadRequest
+from .. import API_PREFIX
 from ..deps import ReadCaller, RegistryDep, SessionDep
 
-router = APIRouter(prefix="/blobs", tags=["blobs"])
+router = APIRouter(prefix=f"{API_PREFIX}/blobs", tags=["blobs"])
 RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 

@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from ... import service
 from ...db.models import Deployment
+from .. import API_PREFIX
 from ..deps import ReadCaller, SessionDep, WriteCaller
 from ..schemas import DeploymentIn, DeploymentOut
 
-router = APIRouter(prefix="/deployments", tags=["deployments"])
+router = APIRouter(prefix=f"{API_PREFIX}/deployments", tags=["deployments"])
 K8sName = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", max_length=253)]
 
 

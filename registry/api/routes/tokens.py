@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from ... import auth, service
 from ...db.models import Token
+from .. import API_PREFIX
 from ..deps import AdminCaller, ReadCaller, SessionDep
 from ..schemas import TokenCreate, TokenCreated, TokenOut
 
-router = APIRouter(prefix="/tokens", tags=["tokens"])
+router = APIRouter(prefix=f"{API_PREFIX}/tokens", tags=["tokens"])
 
 
 def token_out(t: Token) -> TokenOut:

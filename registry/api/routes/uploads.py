@@ -16,6 +16,7 @@ from ... import service
 from ...db.models import BlobUpload, Upload
 from ...errors import BadRequest
 from ...state import Registry
+from .. import API_PREFIX
 from ..deps import RegistryDep, SessionDep, WriteCaller
 from ..schemas import (
     BlobDone,
@@ -27,7 +28,7 @@ from ..schemas import (
     VersionOut,
 )
 
-router = APIRouter(prefix="/uploads", tags=["uploads"])
+router = APIRouter(prefix=f"{API_PREFIX}/uploads", tags=["uploads"])
 UploadId = Annotated[str, Path(pattern="^[0-9a-f]{32}$")]
 Digest = Annotated[str, Path(pattern="^[0-9a-f]{64}$")]
 

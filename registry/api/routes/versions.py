@@ -11,6 +11,7 @@ from jubako.tags import NAME_PATTERN, VERSION_PATTERN
 from ... import service
 from ...db.models import Version
 from ...errors import Forbidden
+from .. import API_PREFIX
 from ..deps import ReadCaller, RegistryDep, SessionDep, WriteCaller
 from ..schemas import (
     DownloadOut,
@@ -58,7 +59,7 @@ def version_out(v: Version) -> VersionOut:
 
 def make_router(kind: str) -> APIRouter:
     plural = f"{kind}s"
-    router = APIRouter(prefix=f"/{plural}", tags=[plural])
+    router = APIRouter(prefix=f"{API_PREFIX}/{plural}", tags=[plural])
 
     def list_query(
         db: SessionDep,
