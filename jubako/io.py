@@ -1,8 +1,10 @@
 """API input/output types: from Python annotations to manifest specs.
 
 Supported annotations:
-- ``Tensor["float32", (None, 4)]``: a numpy array (``TorchTensor[...]`` for torch tensors),
-  ``None`` marks a free dimension; for batchable APIs the first axis is the batch axis;
+- ``Tensor[np.float32, (None, 4)]``: a numpy array (``TorchTensor[...]`` for torch tensors),
+  ``None`` marks a free dimension; for batchable APIs the first axis is the batch axis.
+  Type checkers that dislike the subscript can use the equivalent
+  ``Annotated[np.ndarray, TensorSpec(dtype="float32", shape=[None, 4])]``;
 - a pydantic model, ``list[Model]``, or any JSON type pydantic understands (dict, list...);
 - ``str`` (plain text) and ``bytes`` (raw body), for non-batchable APIs.
 
@@ -68,7 +70,7 @@ def spec_for(annotation: Any, *, batchable: bool, where: str) -> IOSpec:
                 if batchable and (not meta.shape or meta.shape[0] is not None):
                     raise ServiceDefinitionError(
                         f"{where}: a batchable API's tensor needs a free first (batch) dimension,"
-                        f" e.g. Tensor['{meta.dtype}', (None, ...)]"
+                        f" e.g. Tensor[np.{meta.dtype}, (None, ...)]"
                     )
                 return meta
         annotation = typing.get_args(annotation)[0]
@@ -79,7 +81,7 @@ def spec_for(annotation: Any, *, batchable: bool, where: str) -> IOSpec:
     if annotation is str and not batchable:
         return TextSpec()
     if annotation is np.ndarray:
-        raise ServiceDefinitionError(f"{where}: say the dtype and shape, e.g. Tensor['float32', (None, 4)]")
+        raise ServiceDefinitionError(f"{where}: say the dtype and shape, e.g. Tensor[np.float32, (None, 4)]")
     if batchable and typing.get_origin(annotation) is not list:
         raise ServiceDefinitionError(
             f"{where}: a batchable API takes and returns a batch: a list[...] or a tensor"

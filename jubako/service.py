@@ -6,7 +6,7 @@
             self.net = jubako.models.load("mlp")
 
         @jubako.api(batchable=True, max_batch_size=64, max_latency_ms=20)
-        def predict(self, x: Tensor["float32", (None, 16)]) -> Tensor["float32", (None, 4)]:
+        def predict(self, x: Tensor[np.float32, (None, 16)]) -> Tensor[np.float32, (None, 4)]:
             ...
 
 Methods may be sync or async. The class is not instantiated at build time, only

@@ -117,7 +117,7 @@ class BundleStore(Generic[M]):
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(staged, dest)
-        except OSError as e:
+        except OSError:
             if dest.exists():
                 raise AlreadyExists(f"{self.noun} {manifest.tag} already exists") from None
             raise

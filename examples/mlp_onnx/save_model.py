@@ -9,9 +9,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent.parent / "mlp_torch"))
 
 import torch  # noqa: E402
+from model import FEATURES, trained  # noqa: E402
 
 import jubako  # noqa: E402
-from model import FEATURES, trained  # noqa: E402
 
 
 def export(model: torch.nn.Module, path: Path) -> None:

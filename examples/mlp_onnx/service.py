@@ -14,6 +14,6 @@ class MLPOnnx:
         self.model = jubako.models.load("mlp-onnx")
 
     @jubako.api(batchable=True, max_batch_size=64, max_latency_ms=50)
-    def predict(self, x: Tensor["float32", (None, 16)]) -> Tensor["float32", (None, 4)]:
+    def predict(self, x: Tensor[np.float32, (None, 16)]) -> Tensor[np.float32, (None, 4)]:
         """Class probabilities for each row of ``x``."""
         return self.model(np.ascontiguousarray(x, dtype=np.float32))

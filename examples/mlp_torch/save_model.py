@@ -7,8 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import jubako  # noqa: E402
 from model import CLASSES, FEATURES, trained  # noqa: E402
+
+import jubako  # noqa: E402
 
 
 def main() -> None:

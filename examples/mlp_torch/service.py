@@ -26,7 +26,7 @@ class MLPTorch:
         self.device = next(self.model.parameters()).device
 
     @jubako.api(batchable=True, max_batch_size=64, max_latency_ms=50)
-    def predict(self, x: Tensor["float32", (None, 16)]) -> Tensor["float32", (None, 4)]:
+    def predict(self, x: Tensor[np.float32, (None, 16)]) -> Tensor[np.float32, (None, 4)]:
         """Class probabilities for each row of ``x``."""
         with torch.inference_mode():
             return self.model(torch.from_numpy(x).to(self.device)).cpu().numpy()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from jubako import archive
 from jubako.build import build as build_bento
-from jubako.errors import AlreadyExists, InvalidBundle, UnsafeArchive
+from jubako.errors import AlreadyExists, InvalidBundle
 from jubako.store import Store
 from tests.core.archives import Member, read_members, write_members
 from tests.core.test_build import project

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from jubako.build import load_config, select_files
 from jubako.build import build as build_bento
+from jubako.build import load_config, select_files
 from jubako.bundle import check_bundle
 from jubako.errors import AlreadyExists, ConfigError, NotFound
 from jubako.loader import open_bento
@@ -12,13 +12,14 @@ from jubako.store import Store
 from tests.core.test_store import add_model
 
 SERVICE = '''
+import numpy as np
 import jubako
 from jubako import Tensor
 
 @jubako.service(name="demo", models=MODELS)
 class Demo:
     @jubako.api(batchable=True, max_batch_size=8, max_latency_ms=5)
-    def double(self, x: Tensor["float32", (None, 2)]) -> Tensor["float32", (None, 2)]:
+    def double(self, x: Tensor[np.float32, (None, 2)]) -> Tensor[np.float32, (None, 2)]:
         return x * 2
 '''
 

@@ -19,9 +19,9 @@ class Item(BaseModel):
 @pytest.mark.parametrize(
     "annotation, batchable, expected",
     [
-        (Tensor["float32", (None, 4)], True, TensorSpec(dtype="float32", shape=[None, 4])),
-        (Tensor["int64", (2, 3)], False, TensorSpec(dtype="int64", shape=[2, 3])),
-        (TorchTensor["float16", (None, 3, 64, 64)], True,
+        (Tensor[np.float32, (None, 4)], True, TensorSpec(dtype="float32", shape=[None, 4])),
+        (Tensor[np.int64, (2, 3)], False, TensorSpec(dtype="int64", shape=[2, 3])),
+        (TorchTensor[np.float16, (None, 3, 64, 64)], True,
          TensorSpec(dtype="float16", shape=[None, 3, 64, 64], container="torch")),
         (str, False, TextSpec()),
         (bytes, False, BytesSpec()),
@@ -44,8 +44,8 @@ def test_pydantic_models_give_their_schema_and_import_path() -> None:
 @pytest.mark.parametrize(
     "annotation, batchable, words",
     [
-        (Tensor["float32", (4,)], True, "free first"),
-        (Tensor["float32", (4, None)], True, "free first"),
+        (Tensor[np.float32, (4,)], True, "free first"),
+        (Tensor[np.float32, (4, None)], True, "free first"),
         (bytes, True, "cannot be batched"),
         (Item, True, "takes and returns a batch"),
         (str, True, "takes and returns a batch"),
@@ -67,7 +67,7 @@ def test_service_collects_apis() -> None:
     @jubako.service(name="demo", models=["m1", "m2:v3"])
     class Demo:
         @jubako.api(batchable=True, max_batch_size=32, max_latency_ms=10)
-        def predict(self, x: Tensor["float32", (None, 4)]) -> Tensor["float32", (None,)]:
+        def predict(self, x: Tensor[np.float32, (None, 4)]) -> Tensor[np.float32, (None,)]:
             """Sum rows."""
             return x.sum(axis=1)
 
