@@ -71,7 +71,12 @@ def test_malformed_manifests_are_refused(local_registry, manifest: str, fragment
 def test_bad_names_and_bodies(local_registry) -> None:  # type: ignore[no-untyped-def]
     with api(local_registry) as c:
         assert c.put(f"{V1}/models/Bad_Name/versions/v1", json={"manifest": "x"}).status_code == 422
-        assert c.put(f"{V1}/models/m/versions/latest", json={"manifest": _model_yaml(version="latest")}).status_code == 400
+        assert (
+            c.put(
+                f"{V1}/models/m/versions/latest", json={"manifest": _model_yaml(version="latest")}
+            ).status_code
+            == 400
+        )
         assert c.put(f"{V1}/models/m/versions/v1", content=b"junk").status_code == 422
         assert c.get(f"{V1}/bentos/nope/versions/latest").status_code == 404
         assert c.get(f"{V1}/bentos", params={"cursor": "garbage"}).status_code == 400
@@ -99,7 +104,9 @@ def test_wrong_bytes_and_digests_are_refused(local_registry, src: Store) -> None
         assert c.put(part, content=b"short").status_code == 400  # wrong size
         assert c.put(part, content=b"much too long bytes").status_code == 400
         assert c.put(f"{V1}/uploads/{uid}/blobs/{digest}/parts/2", content=b"x").status_code == 400
-        assert c.put(f"{V1}/uploads/{uid}/blobs/{'0' * 64}/parts/1", content=b"x").status_code == 404
+        assert (
+            c.put(f"{V1}/uploads/{uid}/blobs/{'0' * 64}/parts/1", content=b"x").status_code == 404
+        )
         assert c.put(part, content=b"evil bytes").status_code == 200  # right size, wrong content
         r = c.post(f"{V1}/uploads/{uid}/blobs/{digest}/complete")
         assert r.status_code == 422 and "sha256" in r.json()["detail"]
@@ -127,7 +134,10 @@ def test_ready_version_is_immutable(local_registry, src: Store, tmp_path: Path) 
             push(c, "m:v1", store=other, kind="model")
         replaced = push(c, "m:v1", store=other, kind="model", force=True)
         assert replaced[0].state == "ready"
-        assert c.get_version("model", "m", "v1")["digest"] == other.models.get("m:v1").manifest.digest()
+        assert (
+            c.get_version("model", "m", "v1")["digest"]
+            == other.models.get("m:v1").manifest.digest()
+        )
 
 
 def test_concurrent_pushes_of_one_tag(local_registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -158,22 +168,39 @@ def test_concurrent_pushes_of_one_tag(local_registry, tmp_path: Path) -> None:  
 def test_listing_filters_sorting_and_cursors(local_registry, src: Store) -> None:  # type: ignore[no-untyped-def]
     with local_registry.client() as c:
         for i in range(7):
-            make_model(src, f"m{i % 3}", f"v{i}", {"f": str(i).encode()}, labels={"team": "a" if i % 2 else "b"})
+            make_model(
+                src,
+                f"m{i % 3}",
+                f"v{i}",
+                {"f": str(i).encode()},
+                labels={"team": "a" if i % 2 else "b"},
+            )
             push(c, f"m{i % 3}:v{i}", store=src, kind="model")
         make_model(src, "zz", "v0", {"f": b"z"})
     with api(local_registry) as c:
-        r = c.put(f"{V1}/models/zz/versions/v0", json={"manifest": src.models.get("zz:v0").manifest.dump().decode()})
+        r = c.put(
+            f"{V1}/models/zz/versions/v0",
+            json={"manifest": src.models.get("zz:v0").manifest.dump().decode()},
+        )
         assert r.status_code == 201
         seen, cursor = [], None
         while True:
-            page = c.get(f"{V1}/models", params={"limit": 3, "state": "ready", **({"cursor": cursor} if cursor else {})}).json()
+            page = c.get(
+                f"{V1}/models",
+                params={"limit": 3, "state": "ready", **({"cursor": cursor} if cursor else {})},
+            ).json()
             seen += [it["tag"] for it in page["items"]]
             cursor = page["next_cursor"]
             if not cursor:
                 break
         assert len(seen) == 7 == len(set(seen))
-        assert c.get(f"{V1}/models", params={"state": "uploading"}).json()["items"][0]["tag"] == "zz:v0"
-        names = [it["name"] for it in c.get(f"{V1}/models", params={"sort": "name"}).json()["items"]]
+        assert (
+            c.get(f"{V1}/models", params={"state": "uploading"}).json()["items"][0]["tag"]
+            == "zz:v0"
+        )
+        names = [
+            it["name"] for it in c.get(f"{V1}/models", params={"sort": "name"}).json()["items"]
+        ]
         assert names == sorted(names)
         teams = c.get(f"{V1}/models", params={"selector": "team=a"}).json()["items"]
         assert {it["version"] for it in teams} == {"v1", "v3", "v5"}
@@ -214,14 +241,23 @@ def test_in_use_delete_is_refused_and_blobs_are_collected(local_registry, src: S
         assert [p for p in blobs.rglob("*") if p.is_file()] == []
         assert c.get(f"{V1}/bentos/b/versions/v1").status_code == 404
         actions = [e["action"] for e in c.get(f"{V1}/audit").json()["items"]]
-        assert {"bento.delete", "model.delete", "deployment.report", "deployment.clear", "bento.ready"} <= set(actions)
+        assert {
+            "bento.delete",
+            "model.delete",
+            "deployment.report",
+            "deployment.clear",
+            "bento.ready",
+        } <= set(actions)
         ev = next(e for e in c.get(f"{V1}/audit").json()["items"] if e["action"] == "bento.delete")
         assert ev["actor"] == "u-write" and ev["token_id"] and ev["client"] == "127.0.0.1"
 
 
 def test_tokens(local_registry) -> None:  # type: ignore[no-untyped-def]
     with api(local_registry) as c:
-        r = c.post(f"{V1}/tokens", json={"scope": "read", "user": "ci", "name": "pipeline", "expires_in_days": 1})
+        r = c.post(
+            f"{V1}/tokens",
+            json={"scope": "read", "user": "ci", "name": "pipeline", "expires_in_days": 1},
+        )
         created = r.json()
         assert created["token"].startswith("jbk_") and created["expires_at"]
         listed = c.get(f"{V1}/tokens").json()
@@ -242,6 +278,9 @@ def test_probes_and_metrics(local_registry) -> None:  # type: ignore[no-untyped-
         assert c.get("/readyz").json() == {"database": "ok", "storage": "ok"}
         c.get(f"{V1}/bentos")
         text = c.get("/metrics").text
-        assert 'jubako_registry_requests_total{method="GET",route="/api/v1/bentos",status="401"}' in text
+        assert (
+            'jubako_registry_requests_total{method="GET",route="/api/v1/bentos",status="401"}'
+            in text
+        )
         assert c.get("/docs").status_code == 200
         assert "/api/v1/bentos/{name}/versions/{version}" in c.get("/openapi.json").json()["paths"]
