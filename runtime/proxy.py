@@ -35,6 +35,7 @@ DEADLINE_HEADER = b"x-jubako-deadline-ms"
 MAX_BODY = int(os.environ.get("JUBAKO_MAX_BODY_BYTES", str(64 << 20)))
 RESOLVE_INTERVAL = float(os.environ.get("JUBAKO_RESOLVE_INTERVAL", "2"))
 _PLAIN = b"text/plain; charset=utf-8"
+_RETRY = [(b"retry-after", b"1")]
 
 
 def event_loop_policy() -> None:
@@ -379,7 +380,7 @@ class Proxy:
                 return 503, error_body(f"overloaded: {r.reason}; retry"), JSON, [(b"retry-after", retry)]
             self.kick(st)
         status, out, ctype = await fut
-        return status, out, ctype, None
+        return status, out, ctype, (_RETRY if status == 503 else None)
 
     async def _other(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope["path"]
