@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 EXTRAS := torch,onnx,runtime,registry,operator,dev
 PYTEST_ARGS ?=
 
-.PHONY: help install tools run examples test lint clean
+.PHONY: help install tools run examples test lint clean chart images
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -42,6 +42,18 @@ test: install  ## The whole test suite (what CI runs)
 
 lint: install  ## Static checks
 	$(VENV)/bin/ruff check jubako runtime registry operator tests examples
+
+chart: install  ## Copy the CRDs into the chart and regenerate the chart's README table
+	rm -f charts/jubako/crds/*.yaml
+	for f in crds/*.yaml; do grep -q '^kind: CustomResourceDefinition' $$f && cp $$f charts/jubako/crds/ || true; done
+	$(PY) scripts/chart_readme.py charts/jubako
+
+IMAGE_REPO ?= ghcr.io/jubako
+IMAGE_TAG ?= $(shell $(PY) -c 'import jubako; print(jubako.__version__)' 2>/dev/null || echo dev)
+images:  ## Build the runtime, registry and operator images (needs a container engine)
+	for image in runtime registry operator; do \
+	  docker build -f images/$$image/Dockerfile -t $(IMAGE_REPO)/$$image:$(IMAGE_TAG) . || exit 1; \
+	done
 
 clean:  ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

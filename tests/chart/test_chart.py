@@ -1,0 +1,212 @@
+"""The Helm chart, rendered by a real helm binary and checked against Kubernetes' schemas."""
+
+from __future__ import annotations
+
+import filecmp
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "jubako"
+HELM = ROOT / ".tools" / "bin" / "helm"
+K8S_VERSION = "1.33.0"
+
+VALUE_SETS: dict[str, list[str]] = {
+    "defaults": [],
+    "external-db-and-s3": [
+        "registry.database.existingSecret=jubako-db",
+        "registry.s3.bucket=jubako-bentos",
+        "registry.s3.endpoint=http://minio.storage:9000",
+        "registry.s3.publicEndpoint=https://s3.example.com",
+        "registry.s3.existingSecret=jubako-s3",
+        "registry.replicaCount=3",
+        "registry.bootstrapToken.existingSecret=jubako-bootstrap",
+        "registry.publicUrl=https://registry.example.com",
+    ],
+    "ingress": [
+        "registry.ingress.enabled=true",
+        "registry.ingress.className=nginx",
+        "registry.ingress.host=registry.example.com",
+        "registry.ingress.tls.enabled=true",
+        "registry.serviceMonitor.enabled=true",
+    ],
+    "namespaced-operator": [
+        "operator.watchNamespaces={team-a,team-b}",
+        "operator.replicaCount=1",
+        "operator.registryToken.existingSecret=jubako-operator-token",
+    ],
+    "in-chart-postgresql": ["postgresql.enabled=true", "registry.persistence.enabled=false"],
+    "operator-only": ["registry.enabled=false", "operator.registryUrl=https://registry.example.com"],
+}
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {
+        "HELM_CACHE_HOME": str(ROOT / ".tools" / "helm" / "cache"),
+        "HELM_CONFIG_HOME": str(ROOT / ".tools" / "helm" / "config"),
+        "HELM_DATA_HOME": str(ROOT / ".tools" / "helm" / "data"),
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run([str(HELM), *args], capture_output=True, text=True, check=check, env=env)
+
+
+def render(values: list[str]) -> list[dict]:
+    args = ["template", "jubako", str(CHART), "--namespace", "jubako-system", "--include-crds"]
+    for v in values:
+        args += ["--set", v]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+@pytest.fixture(scope="module", params=list(VALUE_SETS), ids=list(VALUE_SETS))
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict]]:
+    return request.param, render(VALUE_SETS[request.param])
+
+
+def test_helm_lint_passes_for_every_value_set() -> None:
+    for name, values in VALUE_SETS.items():
+        args = ["lint", str(CHART), "--strict"]
+        for v in values:
+            args += ["--set", v]
+        proc = helm(*args, check=False)
+        assert proc.returncode == 0, f"{name}: {proc.stdout}{proc.stderr}"
+
+
+def test_every_manifest_is_valid_kubernetes(rendered: tuple[str, list[dict]]) -> None:
+    name, docs = rendered
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # a Prometheus Operator CR: no official schema; its shape is checked below
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']}: {e.message} at {list(e.path)}")
+
+
+def test_value_sets_render_what_they_ask_for() -> None:
+    kinds = {name: [(d["kind"], d["metadata"]["name"]) for d in render(v)] for name, v in VALUE_SETS.items()}
+    assert ("PersistentVolumeClaim", "jubako-registry") in kinds["defaults"]
+    assert not any(k == "Job" for k, _ in kinds["defaults"]), "SQLite migrates at start, no hook Job"
+    assert ("Job", "jubako-registry-migrate") in kinds["external-db-and-s3"]
+    assert not any(k == "PersistentVolumeClaim" for k, _ in kinds["external-db-and-s3"])
+    assert ("Ingress", "jubako-registry") in kinds["ingress"]
+    assert ("ServiceMonitor", "jubako-registry") in kinds["ingress"]
+    assert ("StatefulSet", "jubako-postgresql") in kinds["in-chart-postgresql"]
+    assert ("Role", "jubako-operator") in kinds["namespaced-operator"]
+    assert not any(n.startswith("jubako-registry") for _, n in kinds["operator-only"])
+    for name, k in kinds.items():
+        assert ("CustomResourceDefinition", "bentodeployments.serving.jubako.dev") in k, name
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_external_database_and_s3_are_wired_from_secrets() -> None:
+    docs = render(VALUE_SETS["external-db-and-s3"])
+    (deploy,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "jubako-registry"]
+    env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["JUBAKO_REGISTRY_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "jubako-db", "key": "database-url"}
+    assert env["JUBAKO_REGISTRY_S3_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "jubako-s3"
+    assert env["JUBAKO_REGISTRY_S3_PUBLIC_ENDPOINT_URL"]["value"] == "https://s3.example.com"
+    assert env["JUBAKO_REGISTRY_MIGRATE"]["value"] == "false"  # the hook Job migrates
+    (job,) = by_kind(docs, "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["registry", "migrate"]
+    assert deploy["spec"]["replicas"] == 3
+
+
+def test_in_chart_postgresql_url_uses_the_generated_password() -> None:
+    docs = render(VALUE_SETS["in-chart-postgresql"])
+    (deploy,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "jubako-registry"]
+    env = [e["name"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]]
+    # $(JUBAKO_POSTGRES_PASSWORD) expands only if defined earlier in the list
+    assert env.index("JUBAKO_POSTGRES_PASSWORD") < env.index("JUBAKO_REGISTRY_DATABASE_URL")
+    (job,) = by_kind(docs, "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+
+
+def test_secure_defaults_on_every_pod(rendered: tuple[str, list[dict]]) -> None:
+    name, docs = rendered
+    for doc in docs:
+        if doc["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, (name, doc["metadata"]["name"])
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
+
+
+def test_operator_rbac_is_least_privilege() -> None:
+    cluster = render(VALUE_SETS["defaults"])
+    (role,) = by_kind(cluster, "ClusterRole")
+    resources = {r for rule in role["rules"] for r in rule["resources"]}
+    assert "secrets" not in resources and "*" not in resources
+    assert {"bentodeployments", "bentodeployments/status", "deployments", "services"} <= resources
+    assert all("*" not in rule["verbs"] for rule in role["rules"])
+    namespaced = render(VALUE_SETS["namespaced-operator"])
+    (cluster_role,) = by_kind(namespaced, "ClusterRole")
+    assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
+        "customresourcedefinitions", "namespaces", "clusterkopfpeerings"}
+    assert sorted(r["metadata"]["namespace"] for r in by_kind(namespaced, "Role")) == ["team-a", "team-b"]
+    (deploy,) = [d for d in by_kind(namespaced, "Deployment") if d["metadata"]["name"] == "jubako-operator"]
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["operator", "run", "--namespace=team-a", "--namespace=team-b"]
+
+
+def test_chart_crds_equal_the_single_source() -> None:
+    source = sorted(p.name for p in (ROOT / "crds").glob("*.yaml") if _is_crd(p))
+    copied = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    assert copied == source, "run `make chart`"
+    for name in source:
+        assert filecmp.cmp(ROOT / "crds" / name, CHART / "crds" / name, shallow=False), f"{name} differs: run `make chart`"
+
+
+def _is_crd(path: Path) -> bool:
+    return all(d.get("kind") == "CustomResourceDefinition" for d in yaml.safe_load_all(path.read_text()) if d)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("registry.replicaCount=two", "at '/registry/replicaCount': got string, want integer"),
+        ("registry.s3.addressingStyle=sideways", "value must be one of 'auto', 'path', 'virtual'"),
+        ("registry.databse.existingSecret=x", "additional properties 'databse' not allowed"),
+        ("operator.watchNamespaces={Team_A}", "at '/operator/watchNamespaces/0'"),
+        ("registry.service.port=70000", "at '/registry/service/port'"),
+        ("registry.environment=staging", "value must be one of 'development', 'production'"),
+        ("operator.registryUrl=ftp://x", "at '/operator/registryUrl'"),
+    ],
+)
+def test_bad_values_are_rejected_by_the_schema(value: str, message: str) -> None:
+    proc = helm("template", "jubako", str(CHART), "--set", value, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (["registry.replicaCount=2"], "needs a shared database"),
+        (["registry.replicaCount=2", "registry.database.existingSecret=db"], "needs shared blob storage"),
+    ],
+)
+def test_unsafe_combinations_fail_with_advice(values: list[str], message: str) -> None:
+    args = ["template", "jubako", str(CHART)]
+    for v in values:
+        args += ["--set", v]
+    proc = helm(*args, check=False)
+    assert proc.returncode != 0 and message in proc.stderr
+
+
+def test_every_value_is_documented_and_the_readme_is_current() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "chart_readme.py"), "--check", str(CHART)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
