@@ -144,7 +144,7 @@ def test_sigkill_mid_upload_leaves_nothing_ready(backend, tmp_path, proc_factory
     with open(path, "rb") as f:
         c.put_part(up["id"], blob["digest"], 1, [f.read(5 << 20)], 5 << 20)
 
-    sent = threading.Event()
+    sent, killed = threading.Event(), threading.Event()
     failed: list[BaseException] = []
 
     def slow_part() -> None:
@@ -153,7 +153,7 @@ def test_sigkill_mid_upload_leaves_nothing_ready(backend, tmp_path, proc_factory
                 f.seek(5 << 20)
                 yield f.read(1 << 20)
                 sent.set()
-                time.sleep(30)  # the registry dies meanwhile
+                killed.wait(30)  # the registry dies meanwhile
                 yield f.read(4 << 20)
 
         try:
@@ -166,6 +166,7 @@ def test_sigkill_mid_upload_leaves_nothing_ready(backend, tmp_path, proc_factory
     assert sent.wait(30)
     time.sleep(0.3)
     reg.kill()
+    killed.set()
     t.join(40)
     assert failed and isinstance(failed[0], RegistryError)
     c.close()
