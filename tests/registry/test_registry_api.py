@@ -284,3 +284,24 @@ def test_probes_and_metrics(local_registry) -> None:  # type: ignore[no-untyped-
         )
         assert c.get("/docs").status_code == 200
         assert "/api/v1/bentos/{name}/versions/{version}" in c.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_archive_download_imports(
+    local_registry, src: Store, tmp_path: Path, compression: str
+) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from jubako.archive import import_archive
+
+    model = make_model(src, "m", "v1", {"w.bin": 70_000, "cfg.json": b"{}"})
+    bento = make_bento(src, "b", "v1", [model])
+    with local_registry.client() as c:
+        push(c, "b:v1", store=src)
+    with api(local_registry) as c:
+        r = c.get(f"{V1}/bentos/b/versions/v1/archive", params={"compression": compression})
+        assert r.status_code == 200, r.text
+    dst = Store(tmp_path / f"dst-{compression}")
+    imported = import_archive(io.BytesIO(r.content), store=dst)
+    assert imported.bundle.manifest.digest() == bento.manifest.digest()
+    assert dst.models.get("m:v1").manifest.digest() == model.manifest.digest()
