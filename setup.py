@@ -19,6 +19,10 @@ setup(
     packages=packages,
     package_dir=package_dir,
     # Non-Python files shipped inside packages: migrations, templates, static files, CRDs.
-    package_data={"": ["*.yaml", "*.ini", "*.mako", "*.html", "*.css", "*.js", "*.svg", "*.json"]},
+    package_data={
+        "": ["*.yaml", "*.ini", "*.mako", "*.html", "*.css", "*.js", "*.svg", "*.json", "*.png"],
+        # Alembic's versions/ is a folder of scripts, not a package: name it explicitly.
+        "jubako.registry.migrations": ["versions/*.py"],
+    },
     include_package_data=True,
 )
