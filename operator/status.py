@@ -139,8 +139,9 @@ def compute(observed: Observed, previous_status: dict[str, Any], now: str) -> di
 
     # BentoResolved
     if observed.resolved and observed.resolve_problem:
-        resolved_cond = (True, observed.resolve_problem.reason,
-                         f"{observed.resolve_problem.message}; keeping {observed.resolved}")
+        # The new request is not resolved; what runs keeps running.
+        resolved_cond = (False, observed.resolve_problem.reason,
+                         f"{observed.resolve_problem.message}; still serving {observed.resolved}")
     elif observed.resolved:
         resolved_cond = (True, "Resolved", f"{observed.requested} resolved to {observed.resolved}")
     elif observed.resolve_problem:
@@ -149,9 +150,7 @@ def compute(observed: Observed, previous_status: dict[str, Any], now: str) -> di
         resolved_cond = (None, "Pending", "not resolved yet")
 
     # Degraded: the first problem a person should fix.
-    problem = observed.spec_problem
-    if problem is None and not observed.resolved and observed.resolve_problem:
-        problem = observed.resolve_problem
+    problem = observed.spec_problem or observed.resolve_problem
     if problem is None:
         problem = pod_problem(observed.pods)
 

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 from harness import Cluster, Operator, StubRegistry
-from operator_manifests import load_crd
-
 from jubako.operator.config import OperatorSettings
+from operator_manifests import load_crd
 
 
 @pytest.fixture

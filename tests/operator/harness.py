@@ -18,12 +18,11 @@ from typing import Any
 import kmock
 import kopf
 import yaml
-from kmock_ext import Emulator
-
 from jubako.operator.config import OperatorSettings
 from jubako.operator.kube import Kube, make_api_client
 from jubako.operator.reconcile import Context
 from jubako.operator.run import run
+from kmock_ext import Emulator
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -84,8 +83,8 @@ class Cluster:
     def writes(self, since: int = 0, path: str = "") -> list[str]:
         """Write requests (method and path) received from request number `since` on."""
         return [
-            f"{r.method.upper()} {r.url.path}" for r in self.requests()[since:]
-            if str(r.method).upper() in WRITES and path in r.url.path
+            f"{r.method.value} {r.url.path}" for r in self.requests()[since:]
+            if r.method.value in WRITES and path in r.url.path
         ]
 
     def install_crd(self, crd: dict[str, Any]) -> None:

@@ -6,12 +6,12 @@ import copy
 
 import pytest
 from harness import Operator, wait_for
-from operator_manifests import load_examples
-
 from jubako.operator.reconcile import API_VERSION
 from jubako.operator.spec import KIND
+from operator_manifests import load_examples
 
 NS = "default"
+KOPF_LAST_HANDLED = "serving.jubako.dev/last-handled-configuration"
 CHILDREN = [
     ("apps/v1", "Deployment", "mlp-onnx-proxy"),
     ("v1", "Service", "mlp-onnx"),
@@ -45,9 +45,13 @@ def _get(cluster, api_version, kind, name):
 
 
 def _settled(cluster, name="mlp-onnx"):
+    """Status caught up with the spec, and kopf's one-time bookkeeping (its finalizer and
+    the spec it last handled, for its delete handler) is written."""
     body = _bd(cluster, name) or {}
     status = body.get("status") or {}
-    return status.get("observedGeneration") == body.get("metadata", {}).get("generation") and status
+    meta = body.get("metadata", {})
+    kopf_done = meta.get("finalizers") and KOPF_LAST_HANDLED in meta.get("annotations", {})
+    return status.get("observedGeneration") == meta.get("generation") and kopf_done and status
 
 
 def _create(cluster, name="mlp-onnx"):
@@ -84,3 +88,147 @@ def test_create_renders_children_pins_latest_and_reports_usage(cluster, registry
     registry.bentos["mlp-onnx"].append("v2")
     wait_for("a resync", lambda: _bd(cluster) and True)
     assert _bd(cluster)["status"]["bento"]["resolved"] == "mlp-onnx:v1"
+
+
+def _bd_reads(cluster, name="mlp-onnx"):
+    path = f"/apis/{API_VERSION}/namespaces/{NS}/bentodeployments/{name}"
+    return sum(1 for r in cluster.requests() if r.method.value == "GET" and r.url.path == path)
+
+
+def _passes(cluster, count=3):
+    """Wait for `count` more reconcile passes (each starts by reading the object)."""
+    start = _bd_reads(cluster)
+    wait_for(f"{count} reconcile passes", lambda: _bd_reads(cluster) >= start + count)
+
+
+def test_no_op_resync_writes_nothing(cluster, operator):
+    _create(cluster)
+    _passes(cluster)  # let any in-flight pass finish
+    mark = len(cluster.requests())
+    _passes(cluster, 4)
+    assert cluster.writes(since=mark) == []
+
+
+def test_available_only_when_pods_are_ready(cluster, operator):
+    _create(cluster)
+    assert _condition(cluster, "Available")["status"] == "False"
+    _mark_ready(cluster, "mlp-onnx-proxy")
+    wait_for("proxy counted", lambda: (_bd(cluster)["status"].get("proxy") or {}).get("ready") == 1)
+    assert _condition(cluster, "Available")["status"] == "False"  # workers are not ready yet
+    # Play the HPA: it scales the workers to its minReplicas; the operator must not undo that.
+    cluster.kube.patch("apps/v1", "Deployment", NS, "mlp-onnx-worker-cpu", {"spec": {"replicas": 2}})
+    _mark_ready(cluster, "mlp-onnx-worker-cpu")
+    cond = wait_for("available", lambda: (_condition(cluster, "Available") or {}).get("status") == "True"
+                    and _condition(cluster, "Available"))
+    assert cond["reason"] == "PodsReady"
+    assert _bd(cluster)["status"]["ready"] == "3/3"
+    assert _condition(cluster, "Progressing")["status"] == "False"
+    assert _get(cluster, "apps/v1", "Deployment", "mlp-onnx-worker-cpu")["spec"]["replicas"] == 2
+    events = cluster.kube.list("v1", "Event", NS, {})
+    assert any(e["reason"] == "PodsReady" and e["involvedObject"]["name"] == "mlp-onnx" for e in events)
+
+
+def test_update_changes_children_and_removes_unwanted_ones(cluster, operator):
+    _create(cluster)
+    cluster.kube.patch(API_VERSION, KIND, NS, "mlp-onnx", {"spec": {"workers": [
+        {"name": "big", "replicas": 3, "resources": {"gpu": 1}, "gpuType": "L4"},
+    ]}})
+    big = wait_for("new group", lambda: _get(cluster, "apps/v1", "Deployment", "mlp-onnx-worker-big"))
+    pod = big["spec"]["template"]["spec"]
+    assert big["spec"]["replicas"] == 3
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "L4"}
+    wait_for("old group gone", lambda: _get(cluster, "apps/v1", "Deployment", "mlp-onnx-worker-cpu") is None)
+    for api_version, kind, name in CHILDREN[3:]:
+        assert _get(cluster, api_version, kind, name) is None
+    proxy = _get(cluster, "apps/v1", "Deployment", "mlp-onnx-proxy")
+    assert "mlp-onnx-worker-big:7000" in proxy["spec"]["template"]["spec"]["containers"][0]["args"]
+    status = wait_for("status", lambda: _settled(cluster))
+    assert set(status["workers"]) == {"big"}
+
+
+def test_child_deleted_behind_the_operators_back_comes_back(cluster, operator):
+    _create(cluster)
+    old = _get(cluster, "apps/v1", "Deployment", "mlp-onnx-proxy")
+    cluster.kube.delete("apps/v1", "Deployment", NS, "mlp-onnx-proxy")
+    new = wait_for("the proxy back", lambda: _get(cluster, "apps/v1", "Deployment", "mlp-onnx-proxy"))
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+    assert new["spec"] == old["spec"]
+    # A drifted field is put back too (on the next pass).
+    component = "app.kubernetes.io/component"
+    cluster.kube.patch("v1", "Service", NS, "mlp-onnx", {"spec": {"selector": {component: "x"}}})
+    wait_for("service repaired",
+             lambda: _get(cluster, "v1", "Service", "mlp-onnx")["spec"]["selector"][component] == "proxy")
+
+
+def test_restart_mid_way_makes_no_duplicates(cluster, settings, operator):
+    cluster.kube.create(_example("mlp-onnx"))
+    wait_for("first child", lambda: _get(cluster, "apps/v1", "Deployment", "mlp-onnx-proxy"))
+    operator.stop()
+    second = Operator(cluster, settings)
+    try:
+        wait_for("status", lambda: _settled(cluster))
+        _passes(cluster)
+        mark = len(cluster.requests())
+        _passes(cluster, 3)
+        assert cluster.writes(since=mark) == []
+    finally:
+        second.stop()
+    created = [
+        (r.data["kind"], r.data["metadata"]["name"]) for r in cluster.requests()
+        if r.method.value == "POST" and r.data and r.data.get("kind") not in (None, "Event", KIND)
+        and r.url.path.startswith(("/api/v1/namespaces/default/", "/apis/"))
+        and "customresourcedefinitions" not in r.url.path
+    ]
+    assert sorted(created) == sorted((kind, name) for _, kind, name in CHILDREN)
+    for api_version, kind, name in CHILDREN:
+        assert _get(cluster, api_version, kind, name) is not None
+
+
+def test_registry_down_leaves_children_untouched(cluster, registry, operator):
+    _create(cluster)
+    before = {c: _get(cluster, *c)["metadata"]["resourceVersion"] for c in CHILDREN}
+    registry.stop()
+    # A new tag cannot be resolved now: keep serving v1, say why, write no child.
+    cluster.kube.patch(API_VERSION, KIND, NS, "mlp-onnx", {"spec": {"bento": "mlp-onnx:v2"}})
+    cond = wait_for("unreachable", lambda: (_condition(cluster, "BentoResolved") or {}).get("reason")
+                    == "RegistryUnreachable" and _condition(cluster, "BentoResolved"))
+    assert cond["status"] == "False"
+    assert "still serving mlp-onnx:v1" in cond["message"]
+    assert _condition(cluster, "Degraded")["reason"] == "RegistryUnreachable"
+    assert _bd(cluster)["status"]["bento"]["resolved"] == "mlp-onnx:v1"
+    _passes(cluster, 3)
+    assert {c: _get(cluster, *c)["metadata"]["resourceVersion"] for c in CHILDREN} == before
+    # Back up: the new version rolls out.
+    registry.bentos["mlp-onnx"].append("v2")
+    registry.start()
+    wait_for("v2", lambda: (_bd(cluster)["status"]["bento"].get("resolved")) == "mlp-onnx:v2")
+    proxy = wait_for("rollout", lambda: "mlp-onnx:v2" in str(_get(cluster, "apps/v1", "Deployment", "mlp-onnx-proxy")))
+    assert proxy
+
+
+def test_unknown_bento_and_invalid_spec_degrade_without_hot_loop(cluster, registry, operator):
+    cr = _example("mlp-onnx")
+    cr["spec"]["bento"] = "nope:latest"
+    cluster.kube.create(cr)
+    cond = wait_for("degraded", lambda: _settled(cluster) and _condition(cluster, "Degraded"))
+    assert cond["reason"] == "BentoNotFound"
+    assert _get(cluster, "apps/v1", "Deployment", "mlp-onnx-proxy") is None
+    # The API server's CEL rules would refuse this; the operator copes when they are absent.
+    cluster.kube.patch(API_VERSION, KIND, NS, "mlp-onnx", {"spec": {
+        "bento": "mlp-onnx:latest", "workers": [{"name": "g", "gpuType": "A100"}]}})
+    cond = wait_for("invalid", lambda: (_condition(cluster, "Degraded") or {}).get("reason") == "InvalidSpec"
+                    and _condition(cluster, "Degraded"))
+    assert "gpuType needs resources.gpu > 0" in cond["message"]
+    _passes(cluster)
+    mark = len(cluster.requests())
+    _passes(cluster, 3)
+    assert cluster.writes(since=mark) == []
+
+
+def test_delete_clears_usage_through_the_finalizer(cluster, registry, operator):
+    _create(cluster)
+    wait_for("usage report", lambda: registry.deployments.get("default/mlp-onnx"))
+    wait_for("finalizer", lambda: _bd(cluster)["metadata"].get("finalizers"))
+    cluster.kube.delete(API_VERSION, KIND, NS, "mlp-onnx")
+    wait_for("gone", lambda: _bd(cluster) is None)
+    assert "default/mlp-onnx" not in registry.deployments
