@@ -5,7 +5,7 @@ layer adds, and nothing more:
 - uid, resourceVersion, generation (bumped on spec changes) and creationTimestamp, stamped
   on each object as its change goes onto the bus (so watchers, readers and the response
   all see the same values);
-- a list's resourceVersion, and watches that skip what the client listed already;
+- a list's resourceVersion, kind and apiVersion, and watches that skip what the client listed already;
 - CRDs posted to it become served resources; the built-in kinds the operator uses are
   declared up front;
 - 422 instead of 500 for a failed JSON-patch `test` operation;
@@ -130,6 +130,15 @@ class Emulator(kmock.KubernetesEmulator):
     async def _serve_list(self, request: kmock.Request) -> Any:
         result = dict(await super()._serve_list(request))
         result["metadata"] = {"resourceVersion": str(self._revision)}
+        # kubectl decodes lists by their kind: "<Kind>List" in the resource's group/version.
+        res = request.resource
+        kind = next((i.get("kind") for i in result.get("items", []) if i.get("kind")), None)
+        try:
+            kind = self.resources[res].kind or kind
+        except KeyError:
+            pass
+        result["apiVersion"] = f"{res.group}/{res.version}".lstrip("/")
+        result["kind"] = f"{kind or 'Object'}List"
         return result
 
     async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
