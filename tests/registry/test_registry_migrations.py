@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine
-
 from jubako.registry import migrate
 from jubako.registry.db.models import Base
+from sqlalchemy import create_engine
 
 
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
