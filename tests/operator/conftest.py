@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from harness import Cluster, Operator, StubRegistry
+from harness import Cluster, Operator, RealCluster, StubRegistry
 from jubako.operator.config import OperatorSettings
 from operator_manifests import load_crd
 
@@ -28,6 +30,12 @@ def registry_url(registry: StubRegistry) -> str:
 
 @pytest.fixture
 def cluster(tmp_path) -> Iterator[Cluster]:
+    real = os.environ.get("JUBAKO_E2E_KUBECONFIG")
+    if real:  # `make e2e-cluster`: a real cluster with the CRD installed (e2e_cluster.sh)
+        c = RealCluster(Path(real))
+        yield c
+        c.close()
+        return
     c = Cluster(tmp_path)
     c.install_crd(load_crd())
     yield c

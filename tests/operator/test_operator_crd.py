@@ -106,3 +106,29 @@ def test_operator_refuses_what_the_cel_rules_refuse():
             spec_module.parse_spec("demo", copy.deepcopy(spec))
     with pytest.raises(spec_module.SpecError, match="40 characters"):
         spec_module.parse_spec("x" * 41, {"bento": "mlp"})
+
+
+def test_rbac_and_peering_manifests_are_valid():
+    import yaml
+    from operator_manifests import ROOT
+
+    for name in ("rbac.yaml", "kopf-peering.yaml"):
+        for doc in yaml.safe_load_all((ROOT / "crds" / name).read_text()):
+            if doc["apiVersion"] != "kopf.dev/v1":
+                validate_k8s(doc)
+
+
+def test_rbac_covers_every_kind_the_operator_writes():
+    import yaml
+    from jubako.operator.kube import CHILD_KINDS, PLURALS
+    from operator_manifests import ROOT
+
+    (role,) = [d for d in yaml.safe_load_all((ROOT / "crds" / "rbac.yaml").read_text())
+               if d["kind"] == "ClusterRole"]
+    allowed = {(g, r): set(rule["verbs"]) for rule in role["rules"]
+               for g in rule["apiGroups"] for r in rule["resources"]}
+    for api_version, kind in CHILD_KINDS:
+        group = api_version.rpartition("/")[0]
+        assert {"get", "list", "create", "patch", "delete"} <= allowed[(group, PLURALS[(api_version, kind)])]
+    assert "patch" in allowed[("serving.jubako.dev", "bentodeployments/status")]
+    assert "*" not in {v for verbs in allowed.values() for v in verbs}
