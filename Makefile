@@ -33,9 +33,8 @@ examples: install  ## Save the example models and build the example bentos (loca
 	$(VENV)/bin/jubako build examples/mlp_torch
 	$(VENV)/bin/jubako build examples/mlp_onnx
 
-run: examples  ## The main job on the embedded default: build the examples and list them
-	$(VENV)/bin/jubako list
-	$(VENV)/bin/jubako models list
+run: examples  ## The main job on the embedded default: registry up, examples built, pushed and served
+	scripts/demo.sh
 
 test: install  ## The whole test suite (what CI runs)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
