@@ -43,8 +43,7 @@ lint: install  ## Static checks
 	$(VENV)/bin/ruff check jubako runtime registry operator tests examples
 
 chart: install  ## Copy the CRDs into the chart and regenerate the chart's README table
-	rm -f charts/jubako/crds/*.yaml
-	for f in crds/*.yaml; do grep -q '^kind: CustomResourceDefinition' $$f && cp $$f charts/jubako/crds/ || true; done
+	$(PY) scripts/sync_chart.py
 	$(PY) scripts/chart_readme.py charts/jubako
 
 IMAGE_REPO ?= ghcr.io/jubako

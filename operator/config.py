@@ -37,6 +37,8 @@ class OperatorSettings(BaseSettings):
     standalone: bool = False
     # Distinct per replica so that two replicas never tie (a tie freezes both in kopf).
     priority: int = Field(default_factory=lambda: random.randint(1, 1_000_000))
+    # kopf's liveness endpoint, e.g. http://0.0.0.0:8080/healthz (the chart's probe); off when empty.
+    liveness_endpoint: str = ""
     # Port of the proxy Service (the URL in status points at it).
     service_port: int = 80
 

@@ -46,6 +46,7 @@ def run(
             peering_name=None if settings.standalone else settings.peering_name,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
+            liveness_endpoint=settings.liveness_endpoint or None,
         ))
     finally:
         ctx.close()
