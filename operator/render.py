@@ -25,7 +25,7 @@ GROUP_LABEL = f"{GROUP}/worker-group"
 PROXY_PORT = 3000
 WORKER_PORT = 7000
 WORKER_HTTP_PORT = 7001
-QUEUE_DEPTH_METRIC = "jubako_queue_depth"
+QUEUE_DEPTH_METRIC = "jubako_queue_items"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 

@@ -248,7 +248,7 @@ def test_autoscaling_owns_replicas_and_scales_on_cpu_and_queue_depth():
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 8)
     cpu, queue = hpa["metrics"]
     assert cpu["resource"]["target"] == {"type": "Utilization", "averageUtilization": 80}
-    assert queue["object"]["metric"] == {"name": "jubako_queue_depth"}
+    assert queue["object"]["metric"] == {"name": "jubako_queue_items"}
     assert queue["object"]["describedObject"]["name"] == "demo"
     assert queue["object"]["target"] == {"type": "AverageValue", "averageValue": "16"}
 
