@@ -7,24 +7,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Cluster, Operator, RealCluster, StubRegistry
+from harness import Cluster, Operator, RealCluster, RealRegistry
 from jubako.operator.config import OperatorSettings
 from operator_manifests import load_crd
 
 
 @pytest.fixture
-def registry() -> Iterator[StubRegistry]:
-    stub = StubRegistry()
-    stub.bentos["mlp-torch"] = ["v1"]
-    stub.bentos["mlp-onnx"] = ["v1"]
-    yield stub
-    stub.stop()
+def registry(tmp_path: Path) -> Iterator[RealRegistry]:
+    """The real registry on its embedded default, holding mlp-torch:v1 and mlp-onnx:v1."""
+    real = RealRegistry(tmp_path / "registry")
+    real.publish("mlp-torch", "v1")
+    real.publish("mlp-onnx", "v1")
+    yield real
+    real.stop()
 
 
 @pytest.fixture
-def registry_url(registry: StubRegistry) -> str:
-    """The registry the operator talks to. Switch this (and `registry`) to the real
-    `jubako registry serve` once it exists; the tests only use the contract endpoints."""
+def registry_url(registry: RealRegistry) -> str:
     return registry.url
 
 
@@ -43,9 +42,10 @@ def cluster(tmp_path) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def settings(registry_url: str) -> OperatorSettings:
+def settings(registry: RealRegistry) -> OperatorSettings:
     return OperatorSettings(
-        registry_url=registry_url,
+        registry_url=registry.url,
+        registry_token=registry.token,
         registry_timeout_s=1.0,
         namespaces=["default"],
         resync_interval_s=0.5,

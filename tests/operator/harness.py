@@ -1,27 +1,35 @@
 """Real things on 127.0.0.1 for the end-to-end tests: the KMock emulator (with kmock_ext),
-a stub registry speaking the two contract endpoints, and the real kopf operator in a thread.
+the real registry on its embedded default, and the real kopf operator in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kmock
 import kopf
 import yaml
+from jubako.build import build
+from jubako.client.push import push
+from jubako.client.registry import RegistryClient
 from jubako.operator.config import OperatorSettings
 from jubako.operator.kube import Kube, make_api_client
 from jubako.operator.reconcile import Context
 from jubako.operator.run import run
+from jubako.store import Store
 from kmock_ext import Emulator
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
@@ -111,14 +119,22 @@ class RealCluster(Cluster):
         raise NotImplementedError("request counting needs the emulator")
 
 
-class StubRegistry:
-    """The registry API the operator uses (docs/contracts.md), in memory. Can go down."""
+class RealRegistry:
+    """The real registry (`jubako registry serve`, embedded default) in a subprocess, with an
+    admin token; it can go down and come back. Bentos are published by pushing small real
+    bentos from a local store, as CI would."""
 
-    def __init__(self) -> None:
-        self.bentos: dict[str, list[str]] = {}  # name -> ready versions, oldest first
-        self.deployments: dict[str, dict[str, Any]] = {}
+    SERVICE = (
+        "import jubako\n\n@jubako.service(name='svc')\nclass Svc:\n"
+        "    @jubako.api\n    def echo(self, text: str) -> str:\n        return text\n"
+    )
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
         self.port = _free_port()
-        self._server: ThreadingHTTPServer | None = None
+        self.token = "jbk_" + secrets.token_urlsafe(24)
+        self.store = Store(tmp / "client-home")
+        self._proc: subprocess.Popen[bytes] | None = None
         self.start()
 
     @property
@@ -126,58 +142,49 @@ class StubRegistry:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        env = {**os.environ, "JUBAKO_HOME": str(self.tmp / "registry-home"),
+               "JUBAKO_REGISTRY_BOOTSTRAP_TOKEN": self.token}
+        jubako = str(Path(sys.executable).with_name("jubako"))
+        self._proc = subprocess.Popen(
+            [jubako, "registry", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for("the registry to start", self._ready)
+
+    def _ready(self) -> bool:
+        assert self._proc is not None and self._proc.poll() is None, "the registry exited"
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(30)
+            self._proc = None
 
+    def publish(self, name: str, version: str) -> None:
+        """Build a bento ``name:version`` and push it (it becomes the newest ``ready``)."""
+        project = self.tmp / f"project-{name}-{version}"
+        project.mkdir()
+        (project / "service.py").write_text(self.SERVICE)
+        (project / "jubako.yaml").write_text("service: service:Svc\n")
+        build(project, name=name, version=version, store=self.store)
+        with RegistryClient(self.url, self.token) as client:
+            push(client, f"{name}:{version}", store=self.store)
 
-def _handler(registry: StubRegistry) -> type[BaseHTTPRequestHandler]:
-    bento = re.compile(r"^/api/v1/bentos/([^/]+)/versions/([^/]+)$")
-    deployment = re.compile(r"^/api/v1/deployments/([^/]+)/([^/]+)$")
+    def digest(self, name: str, version: str) -> str:
+        with RegistryClient(self.url, self.token) as client:
+            return str(client.get_version("bento", name, version)["digest"])
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _reply(self, code: int, body: Any = None) -> None:
-            data = json.dumps(body or {}).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            match = bento.match(self.path)
-            versions = registry.bentos.get(match.group(1), []) if match else []
-            if not match or not versions:
-                return self._reply(404, {"detail": "not found"})
-            version = versions[-1] if match.group(2) == "latest" else match.group(2)
-            if version not in versions:
-                return self._reply(404, {"detail": "not found"})
-            self._reply(200, {"name": match.group(1), "version": version, "state": "ready",
-                              "digest": f"sha256:{version}", "manifest": {}})
-
-        def do_PUT(self) -> None:
-            match = deployment.match(self.path)
-            length = int(self.headers.get("Content-Length", 0))
-            if not match:
-                return self._reply(404)
-            registry.deployments["/".join(match.groups())] = json.loads(self.rfile.read(length))
-            self._reply(200)
-
-        def do_DELETE(self) -> None:
-            match = deployment.match(self.path)
-            if not match or registry.deployments.pop("/".join(match.groups()), None) is None:
-                return self._reply(404)
-            self._reply(204)
-
-    return Handler
+    @property
+    def deployments(self) -> dict[str, dict[str, Any]]:
+        """What the operator reported, keyed ``namespace/name``."""
+        resp = httpx.get(f"{self.url}/api/v1/deployments", timeout=5,
+                         headers={"Authorization": f"Bearer {self.token}"})
+        resp.raise_for_status()
+        return {f"{d['namespace']}/{d['name']}": d for d in resp.json()}
 
 
 def _free_port() -> int:

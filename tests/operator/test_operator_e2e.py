@@ -72,7 +72,7 @@ def _mark_ready(cluster, name):
 def test_create_renders_children_pins_latest_and_reports_usage(cluster, registry, operator):
     status = _create(cluster)
     assert status["bento"] == {"requested": "mlp-onnx:latest", "resolved": "mlp-onnx:v1",
-                               "digest": "sha256:v1"}
+                               "digest": registry.digest("mlp-onnx", "v1")}
     proxy = _get(cluster, "apps/v1", "Deployment", "mlp-onnx-proxy")
     assert proxy["spec"]["template"]["spec"]["initContainers"][0]["args"][1] == "mlp-onnx:v1"
     owner = _bd(cluster)["metadata"]["uid"]
@@ -85,7 +85,7 @@ def test_create_renders_children_pins_latest_and_reports_usage(cluster, registry
     wait_for("usage report", lambda: registry.deployments.get("default/mlp-onnx"))
     assert registry.deployments["default/mlp-onnx"]["bento"] == "mlp-onnx:v1"
     # A newer version in the registry does not move a pinned deployment.
-    registry.bentos["mlp-onnx"].append("v2")
+    registry.publish("mlp-onnx", "v2")
     wait_for("a resync", lambda: _bd(cluster) and True)
     assert _bd(cluster)["status"]["bento"]["resolved"] == "mlp-onnx:v1"
 
@@ -199,8 +199,8 @@ def test_registry_down_leaves_children_untouched(cluster, registry, operator):
     _passes(cluster, 3)
     assert {c: _get(cluster, *c)["metadata"]["resourceVersion"] for c in CHILDREN} == before
     # Back up: the new version rolls out.
-    registry.bentos["mlp-onnx"].append("v2")
     registry.start()
+    registry.publish("mlp-onnx", "v2")
     wait_for("v2", lambda: (_bd(cluster)["status"]["bento"].get("resolved")) == "mlp-onnx:v2")
     proxy = wait_for("rollout", lambda: "mlp-onnx:v2" in str(_get(cluster, "apps/v1", "Deployment", "mlp-onnx-proxy")))
     assert proxy
