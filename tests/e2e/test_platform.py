@@ -18,12 +18,12 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-
-from jubako.client.push import push
-from jubako.client.registry import RegistryClient
 from jubako.operator.config import OperatorSettings
 from jubako.operator.render import Owner, render
 from jubako.operator.spec import parse_spec
+
+from jubako.client.push import push
+from jubako.client.registry import RegistryClient
 from jubako.store import Store
 from jubako.tags import Tag
 

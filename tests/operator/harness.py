@@ -5,9 +5,7 @@ the real registry on its embedded default, and the real kopf operator in a threa
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
 import secrets
 import socket
 import subprocess
@@ -22,15 +20,16 @@ import httpx
 import kmock
 import kopf
 import yaml
-from jubako.build import build
-from jubako.client.push import push
-from jubako.client.registry import RegistryClient
 from jubako.operator.config import OperatorSettings
 from jubako.operator.kube import Kube, make_api_client
 from jubako.operator.reconcile import Context
 from jubako.operator.run import run
-from jubako.store import Store
 from kmock_ext import Emulator
+
+from jubako.build import build
+from jubako.client.push import push
+from jubako.client.registry import RegistryClient
+from jubako.store import Store
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
