@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 EXTRAS := torch,onnx,runtime,registry,operator,dev
 PYTEST_ARGS ?=
 
-.PHONY: help install tools run examples test lint clean chart images
+.PHONY: help install tools run examples test lint clean chart images bench-runtime
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -52,6 +52,18 @@ images:  ## Build the runtime, registry and operator images (needs a container e
 	for image in runtime registry operator; do \
 	  docker build -f images/$$image/Dockerfile -t $(IMAGE_REPO)/$$image:$(IMAGE_TAG) . || exit 1; \
 	done
+
+# The runtime benchmark (bench/README.md): BentoML lives in its own venv, never in .venv
+# (1.4.39: 1.4.40 needs a certifi newer than the index has).
+BENCH_VENV := bench/.venv-bentoml
+BENCH_PINS := bentoml==1.4.39 torch==2.13.0 onnxruntime==1.32.0 numpy==2.4.6 orjson==3.13.0 matplotlib==3.11.2
+$(BENCH_VENV)/.installed: Makefile
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q $(BENCH_PINS)
+	touch $@
+
+bench-runtime: $(VENV)/.installed $(BENCH_VENV)/.installed  ## Benchmark the runtime against BentoML and FastAPI (< 20 min)
+	$(PY) bench/runtime/run.py
 
 clean:  ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
