@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from typing import Any
 
 import kopf
+
+from jubako import logs
 
 from .config import OperatorSettings
 from .handlers import build_registry
@@ -53,7 +54,4 @@ def run(
 
 
 def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure("DEBUG" if verbose else None)

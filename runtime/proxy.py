@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from jubako import logs
 from jubako.manifest import BentoManifest
 
 from . import wire
@@ -427,7 +428,7 @@ def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.
 
     from .settings import batching
 
-    logging.basicConfig(level=os.environ.get("JUBAKO_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    logs.configure()  # JSON lines in pods, text on a terminal (JUBAKO_LOG_FORMAT / _LEVEL)
     manifest = open_bento(bento).manifest
     proxy = Proxy(manifest, workers, batching(manifest))
     config = uvicorn.Config(

@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from jubako import logs
+
 from . import wire
 from .executor import ApiRunner, runners
 from .health import HealthServer
@@ -161,6 +163,6 @@ class Worker:
 def run(bento: str | Path, port: int, http_port: int | None, host: str = "0.0.0.0") -> None:
     from .proxy import event_loop_policy
 
-    logging.basicConfig(level=os.environ.get("JUBAKO_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    logs.configure()  # JSON lines in pods, text on a terminal (JUBAKO_LOG_FORMAT / _LEVEL)
     event_loop_policy()
     asyncio.run(Worker(bento, host, port, http_port).main())

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from .. import __version__
+from .. import __version__, logs
 from ..errors import JubakoError
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ _register()
 
 
 def main() -> None:
+    logs.configure()
     try:
         app()
     except JubakoError as e:
