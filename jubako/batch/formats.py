@@ -1,0 +1,358 @@
+"""Reading inputs in fixed-size chunks and writing outputs, for JSON Lines, CSV, Parquet.
+
+Every reader yields :class:`Chunk` objects of exactly ``chunk_rows`` rows (the last one
+may be shorter), so chunk ``k`` always covers rows ``[k*chunk_rows, (k+1)*chunk_rows)``;
+that is what makes a restarted run able to skip the chunks it already finished. Memory
+is bounded by a chunk: nothing reads a whole file.
+
+- JSON Lines: one JSON value per line (an object for tensor/column mappings); blank
+  lines are rows too (reported as bad), so row ``n`` is line ``n``.
+- CSV: the first line is the header; every value is read as text (CSV has no types) and
+  the tensor mapping converts the feature columns itself, so one bad value fails one row,
+  not a block. A quoted value may span lines.
+- Parquet: read row group by row group with the file's own types.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from jubako.errors import ConfigError, JubakoError
+
+from . import storage
+
+FORMATS = ("jsonl", "csv", "parquet")
+EMPTY = "__jubako_no_columns__"  # placeholder column of a JSON Lines chunk whose rows are not objects
+_EXT = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
+        ".pq": "parquet"}
+EXTENSION = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
+
+
+def detect(url: str, given: str | None) -> str:
+    if given:
+        if given not in FORMATS:
+            raise ConfigError(f"unknown format {given!r}; use one of {', '.join(FORMATS)}")
+        return given
+    name = url.rsplit("/", 1)[-1].lower()
+    for ext, fmt in _EXT.items():
+        if name.endswith(ext):
+            return fmt
+    raise ConfigError(f"{url}: cannot tell the format from the name; pass --input-format/--output-format"
+                      f" ({', '.join(FORMATS)})")
+
+
+@dataclass
+class Chunk:
+    index: int
+    start: int  # 0-based index of the chunk's first row in the input
+    table: pa.Table  # one row per input row (rows that could not be parsed are all-null)
+    raw: list[bytes] | None = None  # JSON Lines: each row's own JSON text
+    records: list[Any] | None = None  # JSON Lines: each row parsed (None where it is not JSON)
+    errors: dict[int, str] = field(default_factory=dict)  # row offset in chunk -> message
+    bytes_read: int = 0  # input bytes consumed so far (progress of text formats)
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+
+class Reader:
+    fmt: str
+    total_rows: int | None = None
+    total_bytes: int | None = None
+    columns: list[str]
+
+    def chunks(self) -> Iterator[Chunk]:
+        raise NotImplementedError
+
+
+def open_reader(url: str, fmt: str, chunk_rows: int) -> Reader:
+    if fmt == "jsonl":
+        return JsonlReader(url, chunk_rows)
+    if fmt == "csv":
+        return CsvReader(url, chunk_rows)
+    return ParquetReader(url, chunk_rows)
+
+
+def _column(values: list[Any]) -> pa.Array:
+    """An Arrow array for Python values; mixed types fall back to their JSON text."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+
+
+class JsonlReader(Reader):
+    fmt = "jsonl"
+
+    def __init__(self, url: str, chunk_rows: int):
+        self.url, self.chunk_rows = url, chunk_rows
+        self.total_bytes = storage.stat(url).size
+        self.columns = []
+
+    def chunks(self) -> Iterator[Chunk]:
+        stream, counter = storage.open_stream(self.url)
+        with stream:
+            for index in itertools.count():
+                lines = list(itertools.islice(stream, self.chunk_rows))
+                if not lines:
+                    return
+                raw: list[bytes] = []
+                records: list[Any] = []
+                errors: dict[int, str] = {}
+                for i, line in enumerate(lines):
+                    line = line.rstrip(b"\r\n")
+                    try:
+                        rec = orjson.loads(line)
+                    except orjson.JSONDecodeError as e:
+                        errors[i] = "empty line" if not line.strip() else f"not valid JSON: {e}"
+                        rec = None
+                    raw.append(line)
+                    records.append(rec)
+                if not self.columns:
+                    seen: dict[str, None] = {}
+                    for rec in records:
+                        if isinstance(rec, dict):
+                            seen.update(dict.fromkeys(rec))
+                    self.columns = list(seen)
+                cols = {c: _column([r.get(c) if isinstance(r, dict) else None for r in records])
+                        for c in self.columns}
+                table = pa.table(cols) if cols else pa.table({EMPTY: pa.nulls(len(records))})
+                yield Chunk(index, index * self.chunk_rows, table, raw, records, errors, counter.count)
+
+
+def _csv_records(stream: Any) -> Iterator[bytes]:
+    """Whole CSV records (a quoted value may hold line breaks), line endings kept."""
+    pending = b""
+    for line in stream:
+        if pending:
+            line = pending + line
+        if line.count(b'"') % 2:
+            pending = line
+            continue
+        pending = b""
+        yield line
+    if pending:
+        yield pending
+
+
+class CsvReader(Reader):
+    fmt = "csv"
+
+    def __init__(self, url: str, chunk_rows: int):
+        self.url, self.chunk_rows = url, chunk_rows
+        self.total_bytes = storage.stat(url).size
+        self.columns = []
+
+    def chunks(self) -> Iterator[Chunk]:
+        import pyarrow.csv as pcsv
+
+        stream, counter = storage.open_stream(self.url)
+        with stream:
+            records = _csv_records(stream)
+            header = next(records, None)
+            if header is None:
+                return
+            if not header.endswith(b"\n"):
+                header += b"\n"
+            names = pcsv.read_csv(io.BytesIO(header)).column_names if header.strip() else []
+            if not names:
+                raise JubakoError(f"{self.url}: the first line (the header) names no columns")
+            self.columns = names
+            convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                          strings_can_be_null=False, quoted_strings_can_be_null=False)
+            for index in itertools.count():
+                lines = list(itertools.islice(records, self.chunk_rows))
+                if not lines:
+                    return
+                if not lines[-1].endswith(b"\n"):
+                    lines[-1] += b"\n"
+                bad: list[str] = []
+
+                def on_invalid(row: Any, bad: list[str] = bad) -> str:
+                    bad.append(row.text)
+                    return "skip"
+
+                table = pcsv.read_csv(
+                    io.BytesIO(header + b"".join(lines)),
+                    read_options=pcsv.ReadOptions(use_threads=False, block_size=max(1 << 20, sum(map(len, lines)) + len(header) + 1)),
+                    parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
+                    convert_options=convert,
+                )
+                errors: dict[int, str] = {}
+                if bad:
+                    table, errors = self._reinsert(lines, table, bad, len(names))
+                if table.num_rows != len(lines):  # blank lines are skipped by pyarrow
+                    table, errors = self._align(lines, table, errors)
+                yield Chunk(index, index * self.chunk_rows, table, None, None, errors, counter.count)
+
+    @staticmethod
+    def _reinsert(lines: list[bytes], table: pa.Table, bad: list[str], ncols: int) -> tuple[pa.Table, dict[int, str]]:
+        """Put all-null rows back where pyarrow skipped rows with the wrong field count."""
+        errors: dict[int, str] = {}
+        remaining = list(bad)
+        keep: list[int | None] = []
+        j = 0
+        for i, line in enumerate(lines):
+            text = line.rstrip(b"\r\n").decode(errors="replace")
+            if remaining and text == remaining[0]:
+                remaining.pop(0)
+                fields = len(next(iter(__import__("csv").reader([text])), []))
+                errors[i] = f"expected {ncols} fields, got {fields}"
+                keep.append(None)
+            else:
+                keep.append(j)
+                j += 1
+        return _take(table, keep), errors
+
+    @staticmethod
+    def _align(lines: list[bytes], table: pa.Table, errors: dict[int, str]) -> tuple[pa.Table, dict[int, str]]:
+        keep: list[int | None] = []
+        j = 0
+        for i, line in enumerate(lines):
+            if i in errors:
+                keep.append(None)
+            elif not line.strip():
+                errors[i] = "empty line"
+                keep.append(None)
+            else:
+                keep.append(j)
+                j += 1
+        return _take(table, keep), errors
+
+
+def _take(table: pa.Table, rows: list[int | None]) -> pa.Table:
+    return table.take(pa.array(rows, pa.int64()))  # a null index gives an all-null row
+
+
+class ParquetReader(Reader):
+    fmt = "parquet"
+
+    def __init__(self, url: str, chunk_rows: int):
+        import pyarrow.parquet as pq
+
+        self.url, self.chunk_rows = url, chunk_rows
+        self.source = storage.open_seekable(url)
+        try:
+            self.file = pq.ParquetFile(self.source)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise JubakoError(f"{url}: not a Parquet file: {e}") from None
+        self.total_rows = self.file.metadata.num_rows
+        self.columns = self.file.schema_arrow.names
+
+    def chunks(self) -> Iterator[Chunk]:
+        pending: list[pa.RecordBatch] = []
+        have = 0
+        index = 0
+        batch_size = min(self.chunk_rows, 65536)
+        for batch in self.file.iter_batches(batch_size=batch_size):
+            pending.append(batch)
+            have += batch.num_rows
+            while have >= self.chunk_rows:
+                table = pa.Table.from_batches(pending)
+                yield Chunk(index, index * self.chunk_rows, table.slice(0, self.chunk_rows))
+                rest = table.slice(self.chunk_rows)
+                pending = rest.to_batches()
+                have = rest.num_rows
+                index += 1
+        if have:
+            yield Chunk(index, index * self.chunk_rows, pa.Table.from_batches(pending))
+
+
+# --- writers --------------------------------------------------------------------------
+
+
+def encode_part(table: pa.Table, fmt: str, first: bool, json_columns: set[str]) -> bytes:
+    """One chunk's output in ``fmt``; parts are concatenated (text) or merged (Parquet)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        return buf.getvalue()
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        buf = io.BytesIO()
+        pcsv.write_csv(_flat_for_csv(table), buf, pcsv.WriteOptions(include_header=first))
+        return buf.getvalue()
+    out = bytearray()
+    names = table.column_names
+    columns = [table.column(n).to_pylist() for n in names]
+    for row in zip(*columns, strict=True):
+        rec = {n: (orjson.Fragment(v) if v is not None and n in json_columns else v)
+               for n, v in zip(names, row, strict=True)}
+        out += orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY)
+        out += b"\n"
+    return bytes(out)
+
+
+def _flat_for_csv(table: pa.Table) -> pa.Table:
+    """CSV holds scalars: a fixed-size list column becomes ``col_0..col_k``, other nested
+    values JSON text."""
+    cols, names = [], []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        t = col.type
+        if pa.types.is_fixed_size_list(t) and not pa.types.is_nested(t.value_type):
+            arr = col.combine_chunks()
+            flat = arr.flatten()  # null rows have their slots dropped
+            import numpy as np
+
+            width = t.list_size
+            valid = np.asarray(arr.is_valid())
+            values = np.full((len(arr), width), np.nan, dtype=np.float64) if pa.types.is_floating(t.value_type) \
+                else np.zeros((len(arr), width), dtype=np.float64)
+            values[valid] = flat.to_numpy(zero_copy_only=False).reshape(-1, width)
+            for i in range(width):
+                cols.append(pa.array(values[:, i], type=t.value_type, mask=~valid))
+                names.append(f"{name}_{i}")
+        elif pa.types.is_nested(t):
+            cols.append(pa.array([None if v is None else orjson.dumps(v).decode() for v in col.to_pylist()],
+                                 pa.string()))
+            names.append(name)
+        else:
+            cols.append(col)
+            names.append(name)
+    return pa.table(cols, names=names)
+
+
+def assemble(parts: storage.Parts, names: list[str], fmt: str, output: str) -> None:
+    """Join the finished parts into ``output``: all of it appears at once or nothing does."""
+    writer = storage.AtomicWriter(output)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pw = None
+            schema = None
+            for name in names:
+                with parts.open(name) as f:
+                    table = pq.read_table(f)
+                if pw is None:
+                    schema = table.schema
+                    pw = pq.ParquetWriter(writer, schema)
+                elif table.schema != schema:
+                    try:
+                        table = table.cast(schema)
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
+                        raise JubakoError(f"{name}: its columns differ from the first part's: {e}") from None
+                pw.write_table(table)
+            if pw is None:
+                raise JubakoError("no rows to write")
+            pw.close()
+        else:
+            for name in names:
+                with parts.open(name) as f:
+                    while block := f.read(1 << 20):
+                        writer.write(block)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise

@@ -1,0 +1,399 @@
+"""``jubako run``: score a file with a bento's API, resumably (docs/batch.md).
+
+The input is read in chunks of ``chunk_rows`` rows; each chunk's rows become API items,
+cut into batches of the API's ``max_batch_size`` and sent to the runtime's workers
+(:mod:`jubako.batch.workers`); the results, in input order, make the chunk's output part.
+A chunk is committed by three whole-file writes in the parts folder next to the output
+(``<output>.parts/``): ``part-N`` (the output rows), ``errors-N.jsonl`` (its bad rows,
+if any) and last ``done-N.json`` (the marker). A restarted run with the same output and
+the same settings skips every chunk up to the first one without a marker. When every
+chunk is done the parts are joined into the output (a temporary file renamed, or a
+completed multipart upload) and the parts folder is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from jubako.errors import ConfigError, JubakoError
+
+from . import formats, storage
+from .mapping import Adapter, Items
+
+STATE = "state.json"
+_INDEXED = re.compile(r"^(part|errors|done)-(\d{6,})\.")
+STATE_VERSION = 1
+
+
+@dataclass
+class Options:
+    bento: str
+    input: str
+    output: str
+    api: str | None = None
+    input_format: str | None = None
+    output_format: str | None = None
+    workers: int = 1
+    chunk_rows: int = 10_000
+    columns: list[str] | None = None
+    keep_columns: list[str] | None = None
+    keep_all: bool = False
+    output_column: str | None = None
+    errors: str | None = None
+    restart: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Summary:
+    rows: int = 0
+    failed: int = 0
+    chunks: int = 0
+    resumed_chunks: int = 0
+    resumed_rows: int = 0
+    seconds: float = 0.0
+    output: str = ""
+    errors: str | None = None
+    devices: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        return self.rows - self.failed
+
+    @property
+    def rows_per_second(self) -> float:
+        return (self.rows - self.resumed_rows) / self.seconds if self.seconds > 0 else 0.0
+
+
+def _index(name: str) -> int | None:
+    m = _INDEXED.match(name)
+    return int(m.group(2)) if m else None
+
+
+def run(opts: Options) -> Summary:
+    from jubako.loader import open_bento
+    from jubako.runtime.settings import batching
+
+    if opts.chunk_rows < 1:
+        raise ConfigError("--chunk-rows must be >= 1")
+    if opts.input == opts.output:
+        raise ConfigError("--input and --output are the same")
+    bundle = open_bento(opts.bento)
+    manifest = bundle.manifest
+    apis = {a.name: a for a in manifest.apis}
+    name = opts.api
+    if name is None:
+        if len(apis) != 1:
+            raise ConfigError(f"the bento has several APIs; choose one with --api ({', '.join(apis)})")
+        name = next(iter(apis))
+    if name not in apis:
+        raise ConfigError(f"the bento {manifest.tag} has no API {name!r} (it has {', '.join(apis)})")
+    spec = apis[name]
+    settings = batching(manifest).get(name)
+    max_batch = min(settings.max_batch_size, 65535) if settings else 1
+    inflight = settings.max_inflight_per_worker if settings else int(os.environ.get("JUBAKO_MAX_INFLIGHT_PER_WORKER", "2"))
+    in_fmt = formats.detect(opts.input, opts.input_format)
+    out_fmt = formats.detect(opts.output, opts.output_format)
+    errors_url = opts.errors or opts.output + ".errors.jsonl"
+    adapter = Adapter(spec, opts.columns, opts.output_column, opts.keep_columns, opts.keep_all)
+
+    info = storage.stat(opts.input)
+    state = {
+        "version": STATE_VERSION, "input": opts.input, "input_fingerprint": info.fingerprint,
+        "input_format": in_fmt, "output_format": out_fmt, "bento": str(manifest.tag),
+        "bento_digest": manifest.digest(), "api": name, "chunk_rows": opts.chunk_rows,
+        "columns": opts.columns, "keep_columns": opts.keep_columns, "keep_all": opts.keep_all,
+        "output_column": adapter.output_column,
+    }
+    parts = storage.Parts(opts.output)
+    names = parts.list()
+    fresh = STATE not in names or opts.restart
+    if not fresh:
+        old = orjson.loads(parts.get(STATE))
+        diff = sorted(k for k in set(old) | set(state) if old.get(k) != state.get(k))
+        if diff:
+            raise JubakoError(
+                f"{parts} holds chunks of another run (different {', '.join(diff)}); pass --restart to"
+                " discard them, or run again with the same settings to continue"
+            )
+    else:
+        if names:
+            parts.remove_all()
+            names = []
+        if storage.exists(opts.output) and not opts.overwrite:
+            raise JubakoError(f"{opts.output} exists; pass --overwrite to replace it")
+        parts.put(STATE, orjson.dumps(state, option=orjson.OPT_INDENT_2))
+        names = [STATE]
+    markers = {i for n in names if n.startswith("done-") and (i := _index(n)) is not None}
+    done = 0
+    while done in markers:
+        done += 1
+    stale = [n for n in names if (i := _index(n)) is not None and i >= done]
+    parts.delete(stale)
+
+    try:
+        reader = formats.open_reader(opts.input, in_fmt, opts.chunk_rows)
+        job = _Job(opts, spec.name, spec.batchable, max_batch, inflight, adapter, reader, parts, out_fmt, done,
+                   str(bundle.path))
+        summary = _run_loop(job)
+    except BaseException:
+        if fresh and not any(n.startswith("done-") for n in parts.list()):
+            parts.remove_all()  # nothing worth keeping: a settings error, or stopped at once
+        raise
+    summary.output = opts.output
+    # every chunk is committed: join the parts, then drop them
+    names = parts.list()
+    data_parts = sorted((n for n in names if n.startswith("part-")), key=lambda n: _index(n) or 0)
+    error_parts = sorted((n for n in names if n.startswith("errors-")), key=lambda n: _index(n) or 0)
+    if data_parts:
+        formats.assemble(parts, data_parts, out_fmt, opts.output)
+    else:
+        if out_fmt == "parquet":
+            raise JubakoError(f"{opts.input} has no rows")
+        w = storage.AtomicWriter(opts.output)
+        w.commit()
+    if error_parts:
+        formats.assemble(parts, error_parts, "jsonl", errors_url)
+        summary.errors = errors_url
+    elif storage.exists(errors_url):
+        storage.remove(errors_url)  # from an earlier run of the same output
+    parts.remove_all()
+    return summary
+
+
+@dataclass
+class _Job:
+    opts: Options
+    api: str
+    batchable: bool
+    max_batch: int
+    inflight: int
+    adapter: Adapter
+    reader: formats.Reader
+    parts: storage.Parts
+    out_fmt: str
+    done: int
+    bento_path: str
+
+
+def _run_loop(job: _Job) -> Summary:
+    try:
+        import uvloop
+
+        return uvloop.run(_main(job))
+    except ImportError:
+        return asyncio.run(_main(job))
+
+
+class _Progress:
+    """A rich progress bar on a terminal; a line every 10 s elsewhere (Kubernetes logs)."""
+
+    def __init__(self, enabled: bool, total_rows: int | None, total_bytes: int | None):
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.total_rows, self.total_bytes = total_rows, total_bytes
+        self.start = time.perf_counter()
+        self.rows = self.new_rows = 0
+        self.last_line = self.start
+        self.bar: Any = None
+        self.enabled = enabled
+        if enabled and self.console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]scoring"), BarColumn(), TextColumn("{task.fields[rows]:>12,} rows"),
+                TextColumn("{task.fields[rate]:>10,.0f} rows/s"), TextColumn("ETA"), TimeRemainingColumn(),
+                TimeElapsedColumn(), console=self.console, transient=False,
+            )
+            self.task = self.bar.add_task("scoring", total=total_rows or total_bytes, rows=0, rate=0.0)
+            self.bar.start()
+
+    def update(self, rows: int, new: bool, bytes_read: int) -> None:
+        self.rows += rows
+        if new:
+            self.new_rows += rows
+        now = time.perf_counter()
+        rate = self.new_rows / (now - self.start) if now > self.start else 0.0
+        if self.bar is not None:
+            completed = self.rows if self.total_rows is not None else bytes_read
+            self.bar.update(self.task, completed=completed, rows=self.rows, rate=rate)
+        elif self.enabled and now - self.last_line >= 10:
+            self.last_line = now
+            share = ""
+            if self.total_rows:
+                share = f" ({100 * self.rows / self.total_rows:.0f}%)"
+            elif self.total_bytes:
+                share = f" ({100 * bytes_read / self.total_bytes:.0f}% of the input)"
+            self.console.print(f"jubako run: {self.rows:,} rows{share}, {rate:,.0f} rows/s", highlight=False)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+async def _main(job: _Job) -> Summary:
+    from .workers import WorkerPool
+
+    summary = Summary()
+    pool = WorkerPool(job.bento_path, job.opts.workers, job.inflight)
+    progress = _Progress(job.opts.progress, job.reader.total_rows, job.reader.total_bytes)
+    window: deque[asyncio.Task[Any]] = deque()
+    it = job.reader.chunks()
+    first = True
+    try:
+        await pool.start()
+        summary.devices = pool.devices
+        t0 = time.perf_counter()
+        next_chunk = asyncio.ensure_future(asyncio.to_thread(next, it, None))
+        while True:
+            chunk = await next_chunk
+            if chunk is None:
+                break
+            next_chunk = asyncio.ensure_future(asyncio.to_thread(next, it, None))  # read ahead
+            if first:
+                job.adapter.setup(job.reader.columns, chunk)
+                first = False
+            summary.chunks += 1
+            summary.rows += chunk.rows
+            if chunk.index < job.done:
+                summary.resumed_chunks += 1
+                summary.resumed_rows += chunk.rows
+                failed = orjson.loads(job.parts.get(f"done-{chunk.index:06d}.json")).get("failed", 0)
+                summary.failed += int(failed)
+                progress.update(chunk.rows, False, chunk.bytes_read)
+                continue
+            window.append(asyncio.ensure_future(_score(job, pool, chunk)))
+            while len(window) > 1 or (window and window[0].done()):
+                summary.failed += await _commit(job, await window.popleft(), progress)
+        while window:
+            summary.failed += await _commit(job, await window.popleft(), progress)
+        summary.seconds = time.perf_counter() - t0
+    finally:
+        progress.stop()
+        for t in window:
+            t.cancel()
+        await pool.close()
+    _print_summary(progress.console, summary, job)
+    return summary
+
+
+async def _score(job: _Job, pool: Any, chunk: formats.Chunk) -> tuple[formats.Chunk, Any, dict[int, str]]:
+    items: Items = job.adapter.items(chunk)
+    errors = dict(items.errors)
+    rows = items.rows
+    n = len(rows)
+    if job.batchable:
+        size = job.max_batch
+        spans = [(s, min(s + size, n)) for s in range(0, n, size)]
+    else:
+        spans = [(s, s + 1) for s in range(n)]
+    results = await asyncio.gather(*(_batch(job, pool, items, a, b) for a, b in spans))
+    ok_rows: list[np.ndarray] = []
+    tensors: list[np.ndarray] = []
+    segments: list[bytes] = []
+    for (a, _b), (ok_mask, tensor, segs, errs) in zip(spans, results, strict=True):
+        ok_rows.append(rows[a:_b][ok_mask])
+        if tensor is not None:
+            tensors.append(tensor)
+        segments += segs
+        for k, msg in errs.items():
+            errors[int(rows[a + k])] = msg
+    all_ok = np.concatenate(ok_rows) if ok_rows else np.zeros(0, dtype=np.int64)
+    tensor = np.concatenate(tensors) if tensors else None
+    table = job.adapter.output_table(chunk, all_ok, tensor, segments if items.segments is not None else None)
+    return chunk, table, errors
+
+
+async def _batch(job: _Job, pool: Any, items: Items, a: int, b: int) -> tuple[np.ndarray, Any, list[bytes], dict[int, str]]:
+    """Items ``a:b`` as one request; after a failure, once more with one request per item
+    (the worker then runs the batch and re-runs each request alone: only bad items fail)."""
+    n = b - a
+    tensor = items.tensor[a:b] if items.tensor is not None else None
+    segs = items.segments[a:b] if items.segments is not None else None
+    if not job.batchable:
+        if tensor is not None:
+            res = await pool.call(job.api, [1], tensor=tensor[0])
+        else:
+            assert segs is not None
+            res = await pool.call(job.api, [1], segments=segs)
+        if res.statuses[0] != 200:
+            return np.zeros(1, dtype=bool), None, [], {0: res.segments[0].decode(errors="replace")}
+        if res.tensor is not None:
+            return np.ones(1, dtype=bool), res.tensor[None], [], {}
+        return np.ones(1, dtype=bool), None, [res.segments[0]], {}
+    if tensor is not None:
+        res = await pool.call(job.api, [n], tensor=tensor)
+    else:
+        assert segs is not None
+        res = await pool.call(job.api, [n], segments=[b"[" + b",".join(segs) + b"]"])
+    if res.statuses[0] == 200:
+        return np.ones(n, dtype=bool), res.tensor, _json_items(res.segments[0]) if segs is not None else [], {}
+    if tensor is not None:
+        res = await pool.call(job.api, [1] * n, tensor=tensor)
+    else:
+        assert segs is not None
+        res = await pool.call(job.api, [1] * n, segments=[b"[" + s + b"]" for s in segs])
+    ok = np.asarray(res.statuses) == 200
+    errs = {i: res.segments[i].decode(errors="replace") for i in np.flatnonzero(~ok).tolist()}
+    out_segs: list[bytes] = []
+    if segs is not None:
+        for i in np.flatnonzero(ok).tolist():
+            out_segs += _json_items(res.segments[i])
+    return ok, res.tensor, out_segs, errs
+
+
+def _json_items(segment: bytes) -> list[bytes]:
+    return [orjson.dumps(v) for v in orjson.loads(segment)]
+
+
+async def _commit(job: _Job, scored: tuple[formats.Chunk, Any, dict[int, str]], progress: _Progress) -> int:
+    chunk, table, errors = scored
+    i = chunk.index
+    data = await asyncio.to_thread(formats.encode_part, table, job.out_fmt, i == 0, job.adapter.json_columns)
+    ext = formats.EXTENSION[job.out_fmt]
+    await asyncio.to_thread(job.parts.put, f"part-{i:06d}.{ext}", data)
+    if errors:
+        lines = b"".join(orjson.dumps({"row": chunk.start + k + 1, "error": errors[k]}) + b"\n" for k in sorted(errors))
+        await asyncio.to_thread(job.parts.put, f"errors-{i:06d}.jsonl", lines)
+    marker = orjson.dumps({"rows": chunk.rows, "failed": len(errors)})
+    await asyncio.to_thread(job.parts.put, f"done-{i:06d}.json", marker)
+    progress.update(chunk.rows, True, chunk.bytes_read)
+    return len(errors)
+
+
+def _print_summary(console: Any, s: Summary, job: _Job) -> None:
+    resumed = f"; resumed after {s.resumed_chunks} chunk(s) ({s.resumed_rows:,} rows)" if s.resumed_chunks else ""
+    devices = ", ".join(s.devices) or "?"
+    console.print(
+        f"jubako run: {s.rows:,} rows ({s.ok:,} ok, {s.failed:,} failed) in {s.seconds:.1f}s,"
+        f" {s.rows_per_second:,.0f} rows/s; {s.chunks} chunk(s) of {job.opts.chunk_rows:,} rows{resumed};"
+        f" {len(s.devices)} worker(s) on {devices}",
+        highlight=False,
+    )
+
+
+def summary_json(s: Summary) -> dict[str, Any]:
+    d = asdict(s)
+    d["ok"] = s.ok
+    d["rows_per_second"] = s.rows_per_second
+    return d
+
+
+__all__ = ["Options", "Summary", "run", "summary_json"]

@@ -1,0 +1,59 @@
+"""Batch command: ``jubako run BENTO --api NAME --input PATH --output PATH`` (docs/batch.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+EXIT_ROWS_FAILED = 2
+
+
+def _names(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def run(
+    bento: Annotated[str, typer.Argument(help="Bento tag (name[:version]) or a bento directory.")],
+    input: Annotated[str, typer.Option("--input", "-i", help="Input file: a path or s3://bucket/key (.jsonl, .csv, .parquet).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output file: a path or s3://bucket/key (.jsonl, .csv, .parquet).")],
+    api: Annotated[str | None, typer.Option("--api", "-a", help="API to call (needed when the bento has several).")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes (each loads the models; GPU when present).")] = 1,
+    chunk_rows: Annotated[int, typer.Option(help="Rows per chunk: the unit of progress that a restarted run keeps.")] = 10_000,
+    columns: Annotated[str | None, typer.Option(help="Input columns that make an item, in order (comma-separated); default: see docs/batch.md.")] = None,
+    keep_columns: Annotated[str | None, typer.Option(help="Input columns copied to the output ('all' or comma-separated).")] = None,
+    output_column: Annotated[str | None, typer.Option(help="Name of the result column [default: the API name].")] = None,
+    input_format: Annotated[str | None, typer.Option(help="jsonl, csv or parquet [default: from the name].")] = None,
+    output_format: Annotated[str | None, typer.Option(help="jsonl, csv or parquet [default: from the name].")] = None,
+    errors: Annotated[str | None, typer.Option(help="Error file (JSON Lines: row, error) [default: OUTPUT.errors.jsonl].")] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard the chunks of an interrupted run instead of continuing it.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on a terminal, a line every 10 s elsewhere.")] = True,
+) -> None:
+    """Score a file with a bento's API on the runtime's workers; resumable.
+
+    Exit code 0: every row was scored; 2: the output is complete but some rows failed
+    (see the error file); 1: the run failed (an interrupted run continues when started
+    again with the same output).
+    """
+    from jubako.batch import Options
+    from jubako.batch import run as do_run
+    from jubako.runtime.serve import bento_arg
+
+    keep_all = (keep_columns or "").strip() == "all"
+    summary = do_run(Options(
+        bento=bento_arg(bento), input=input, output=output, api=api, input_format=input_format,
+        output_format=output_format, workers=workers, chunk_rows=chunk_rows, columns=_names(columns),
+        keep_columns=None if keep_all else _names(keep_columns), keep_all=keep_all,
+        output_column=output_column, errors=errors, restart=restart, overwrite=overwrite, progress=progress,
+    ))
+    typer.echo(f"output: {summary.output}", err=True)
+    if summary.failed:
+        typer.echo(f"errors: {summary.errors} ({summary.failed:,} row(s) failed)", err=True)
+        raise typer.Exit(EXIT_ROWS_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
