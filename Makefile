@@ -65,5 +65,10 @@ $(BENCH_VENV)/.installed: Makefile
 bench-runtime: $(VENV)/.installed $(BENCH_VENV)/.installed  ## Benchmark the runtime against BentoML and FastAPI (< 20 min)
 	$(PY) bench/runtime/run.py
 
+# The registry benchmark (bench/README.md): PostgreSQL on 127.0.0.1:5432, moto S3 started by the script.
+.PHONY: bench-registry
+bench-registry: $(VENV)/.installed  ## Benchmark registry push/pull vs raw boto3, its RSS, list latency (< 10 min)
+	$(PY) bench/registry.py
+
 clean:  ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
