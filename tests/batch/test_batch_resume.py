@@ -1,0 +1,79 @@
+"""Kill a run mid-way (SIGKILL): no output appears, and the same command continues after
+the last completed chunk and gives the same output as an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv as pcsv
+
+from .conftest import feature_table, features, jubako_cli, read_output, run_cli
+
+ROWS, CHUNK = 40_000, 400
+
+
+def make_input(path: Path) -> None:
+    table = feature_table(features(ROWS, seed=3))
+    pcsv.write_csv(table, path)
+    text = path.read_text().splitlines()
+    text[101] = text[101].replace(",", ",nope,", 1).rsplit(",", 1)[0]  # a bad value in row 101
+    path.write_text("\n".join(text) + "\n")
+
+
+def test_sigkill_and_resume(tmp_path: Path, onnx_bento: str) -> None:
+    src = tmp_path / "in.csv"
+    make_input(src)
+    args = [onnx_bento, "--input", str(src), "--keep-columns", "id", "--chunk-rows", str(CHUNK)]
+    # the reference: one uninterrupted run
+    ref = tmp_path / "ref.csv"
+    run_cli(*args, "--output", str(ref), check_codes=(2,))
+
+    out = tmp_path / "out.csv"
+    parts = Path(str(out) + ".parts")
+    proc = subprocess.Popen([*jubako_cli(), "run", *args, "--output", str(out), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (parts / "done-000004.json").exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no chunk finished"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()  # never half-written
+    done = sorted(p.name for p in parts.glob("done-*"))
+    assert 5 <= len(done) < ROWS // CHUNK
+
+    resumed = run_cli(*args, "--output", str(out), check_codes=(2,))
+    assert "resumed after" in resumed.stderr
+    n = int(resumed.stderr.split("resumed after ")[1].split(" chunk")[0])
+    assert n >= len(done)
+    assert not parts.exists()
+    assert out.read_bytes() == ref.read_bytes()
+    assert Path(str(out) + ".errors.jsonl").read_bytes() == Path(str(ref) + ".errors.jsonl").read_bytes()
+    table = read_output(out)
+    assert table.num_rows == ROWS
+    assert np.flatnonzero(np.asarray(table.column("predict_0").is_null())).tolist() == [100]
+
+
+def test_resume_refuses_other_settings(tmp_path: Path, onnx_bento: str) -> None:
+    src = tmp_path / "in.csv"
+    pcsv.write_csv(feature_table(features(100)), src)
+    out = tmp_path / "out.csv"
+    parts = Path(str(out) + ".parts")
+    parts.mkdir()
+    (parts / "state.json").write_text('{"version": 1, "chunk_rows": 5}')
+    proc = run_cli(onnx_bento, "--input", str(src), "--output", str(out), "--keep-columns", "id",
+                   check_codes=(1,))
+    assert "holds chunks of another run" in proc.stderr and "--restart" in proc.stderr
+    run_cli(onnx_bento, "--input", str(src), "--output", str(out), "--keep-columns", "id", "--restart")
+    assert read_output(out).num_rows == 100 and not parts.exists()
