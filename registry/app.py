@@ -23,9 +23,19 @@ from jubako import __version__
 from jubako.errors import JubakoError
 
 from . import auth, migrate, service
-from .api.routes import admin, blobs, deployments, health, tokens, uploads, versions
+from .api.routes import (
+    admin,
+    archive_upload,
+    blobs,
+    deployments,
+    health,
+    tokens,
+    uploads,
+    versions,
+)
 from .config import Settings, load
 from .db.session import make_engine, make_sessionmaker
+from .docs_ui import add_docs
 from .errors import Conflict, status_of
 from .metrics import Metrics
 from .state import Registry
@@ -39,6 +49,7 @@ def api_router() -> APIRouter:
     api.include_router(versions.make_router("bento"))
     api.include_router(versions.make_router("model"))
     api.include_router(uploads.router)
+    api.include_router(archive_upload.router)
     api.include_router(blobs.router)
     api.include_router(deployments.router)
     api.include_router(tokens.router)
@@ -145,6 +156,7 @@ def create_app(
     storage: Storage | None = None,
     migrate_now: bool | None = None,
     sweeper: bool = True,
+    dashboard: bool = True,
 ) -> FastAPI:
     settings = settings or load()
     reg = open_registry(settings, storage)
@@ -169,6 +181,8 @@ def create_app(
         version=__version__,
         description="Bentos and models: push, pull, list, delete. Tokens: `Authorization: Bearer`.",
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs, with local assets
+        redoc_url=None,
     )
     app.state.registry = reg
 
@@ -181,5 +195,10 @@ def create_app(
 
     app.include_router(health.router)
     app.include_router(api_router())
+    add_docs(app)
+    if dashboard:
+        from .dashboard import add_dashboard
+
+        add_dashboard(app)
     app.add_middleware(MetricsMiddleware, metrics=reg.metrics)
     return app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 from datetime import datetime, timedelta
 
@@ -98,3 +100,63 @@ def has_tokens(db: Session) -> bool:
 
 def is_expired(tok: Token, now: datetime | None = None) -> bool:
     return tok.expires_at is not None and tok.expires_at <= (now or utcnow())
+
+
+# --- passwords (dashboard login) -----------------------------------------------------
+
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # ~16 MiB, tens of ms: slow for guessing, fine for logins
+MIN_PASSWORD = 8
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    b64 = base64.urlsafe_b64encode
+    n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
+    return f"scrypt${n}${r}${p}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def _verify_hash(password: str, stored: str) -> bool:
+    try:
+        algo, n, r, p, salt, want = stored.split("$")
+        if algo != "scrypt":
+            return False
+        got = hashlib.scrypt(
+            password.encode(),
+            salt=base64.urlsafe_b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=32,
+        )
+        return hmac.compare_digest(got, base64.urlsafe_b64decode(want))
+    except (ValueError, TypeError):
+        return False
+
+
+_DUMMY = hash_password(secrets.token_urlsafe(16))  # same work whether or not the user exists
+
+
+def set_password(db: Session, user_name: str, password: str | None, scope: str | None) -> User:
+    """Give ``user_name`` (created if new) a dashboard password and the scope it grants;
+    ``password=None`` removes password login."""
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise BadRequest(f"a password must have at least {MIN_PASSWORD} characters")
+    if password is not None and scope not in SCOPES:
+        raise BadRequest(f"scope must be one of {', '.join(SCOPES)}")
+    if not user_name or len(user_name) > 128:
+        raise BadRequest("user name must have 1 to 128 characters")
+    u = user(db, user_name)
+    u.password_hash = hash_password(password) if password is not None else None
+    u.scope = scope if password is not None else None
+    db.flush()
+    return u
+
+
+def check_password(db: Session, user_name: str, password: str) -> User | None:
+    """The user whose password this is, if password login is enabled for them; else None."""
+    u = db.scalar(select(User).where(User.name == user_name)) if user_name else None
+    if u is None or not u.password_hash or u.scope not in SCOPES:
+        _verify_hash(password, _DUMMY)
+        return None
+    return u if _verify_hash(password, u.password_hash) else None

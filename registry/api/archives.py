@@ -1,4 +1,4 @@
-"""Archive download of a bento: a tar stream of the self-contained layout (docs/contracts.md),
+"""Archive download of a bento or a model: a tar stream of the self-contained layout (docs/contracts.md),
 built from blobs as it is sent. Same members, order and format as ``jubako export``
 (``jubako.archive``): ``bento.yaml`` first, the bento's files, then per model
 ``models/<name>/<version>/model.yaml`` and its files; PAX headers, mode 0644, the bento's
@@ -37,7 +37,9 @@ def _members(db: Session, v: Version) -> list[tuple[str, int, bytes | str]]:
         for f in sorted(service.version_files(db, ver), key=lambda f: f.path):
             out.append((prefix + f.path, f.size, keys[f.digest]))
 
-    add("", v, BENTO_MANIFEST)
+    add("", v, BENTO_MANIFEST if v.kind == "bento" else MODEL_MANIFEST)
+    if v.kind != "bento":
+        return out
     models = db.scalars(
         select(Version)
         .join(VersionRef, VersionRef.model_version_id == Version.id)

@@ -159,3 +159,15 @@ class SweepOut(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class ArchivePushed(BaseModel):
+    kind: Literal["bento", "model"]
+    tag: str
+    digest: str
+    created: bool = Field(description="false: the registry already had this exact version")
+    uploaded_bytes: int
+
+
+class ArchivePushOut(BaseModel):
+    pushed: list[ArchivePushed] = Field(description="Models first, then the archive's bundle")

@@ -67,6 +67,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255))  # dashboard login
+    scope: Mapped[str | None] = mapped_column(String(16))  # what a password login may do
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

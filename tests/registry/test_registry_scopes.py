@@ -20,6 +20,8 @@ NEEDS = {  # (method, path template) -> scope
     ("GET", "/api/v1/bentos/{name}/versions/{version}/download"): "read",
     ("GET", "/api/v1/models/{name}/versions/{version}/download"): "read",
     ("GET", "/api/v1/bentos/{name}/versions/{version}/archive"): "read",
+    ("GET", "/api/v1/models/{name}/versions/{version}/archive"): "read",
+    ("POST", "/api/v1/archives"): "write",
     ("GET", "/api/v1/blobs/{digest}"): "read",
     ("GET", "/api/v1/deployments"): "read",
     ("GET", "/api/v1/tokens/self"): "read",

@@ -236,25 +236,27 @@ def make_router(kind: str) -> APIRouter:
         db.commit()
         return Response(status_code=204)
 
-    if kind == "bento":
+    @router.get(
+        "/{name}/versions/{version}/archive",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/x-tar": {}}}},
+        summary=(
+            "The bento and its models as one tar stream (self-contained layout)"
+            if kind == "bento"
+            else "The model as one tar stream (model.yaml first)"
+        ),
+    )
+    def archive(
+        name: NameP,
+        version: VersionP,
+        reg: RegistryDep,
+        db: SessionDep,
+        _: ReadCaller,
+        compression: Annotated[str, Query(pattern="^(none|gzip|zstd)$")] = "none",
+    ) -> StreamingResponse:
+        from ..archives import archive_response
 
-        @router.get(
-            "/{name}/versions/{version}/archive",
-            response_class=StreamingResponse,
-            responses={200: {"content": {"application/x-tar": {}}}},
-            summary="The bento and its models as one tar stream (self-contained layout)",
-        )
-        def archive(
-            name: NameP,
-            version: VersionP,
-            reg: RegistryDep,
-            db: SessionDep,
-            _: ReadCaller,
-            compression: Annotated[str, Query(pattern="^(none|gzip|zstd)$")] = "none",
-        ) -> StreamingResponse:
-            from ..archives import archive_response
-
-            v = service.get_version(db, kind, name, version, ready=True)
-            return archive_response(reg, db, v, compression)
+        v = service.get_version(db, kind, name, version, ready=True)
+        return archive_response(reg, db, v, compression)
 
     return router
