@@ -1,0 +1,1 @@
+"""Dashboard templates and static files (the package jubako.web when installed)."""
