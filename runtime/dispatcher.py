@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Clock = Callable[[], float]
+_RATE_TAU = 0.5  # seconds: time constant of the arrival-rate estimate
 
 
 class CostModel:
@@ -138,6 +139,10 @@ class Dispatcher:
         self.clock = clock
         self.queue: deque[Pending] = deque()
         self.queued_items = 0
+        # accepted items per second, decayed with a ~0.5 s time constant: how fast a
+        # batch held for a busy worker fills up (admission costs it at that size)
+        self._arrivals = 0.0
+        self._last_arrival = clock()
         self._workers: dict[Hashable, _Worker] = {}
         self._ids = itertools.count(1)
 
@@ -189,20 +194,34 @@ class Dispatcher:
         p = Pending(items, now, deadline, payload)
         self.queue.append(p)
         self.queued_items += items
+        self._arrivals = self._arrivals * math.exp(-(now - self._last_arrival) / _RATE_TAU) + items
+        self._last_arrival = now
         return p
+
+    @property
+    def arrival_rate(self) -> float:
+        """Accepted items per second, recently."""
+        return self._arrivals / _RATE_TAU
 
     def estimate_finish(self, now: float, items: int) -> float:
         """When the last of ``items`` queued items would come back, if all were sent in
-        full batches to whichever worker frees first (a partial batch costs a full one
-        unless its worker is idle now, since batches grow while workers are busy)."""
+        full batches to whichever worker frees first. The last, partial batch goes at once
+        to an idle worker; bound for a busy one it keeps filling with the requests that
+        arrive until that worker frees up, so it is costed at the size the recent arrival
+        rate gives it then (at most a full batch)."""
         frees = [max(w.free_at, now) for w in self._workers.values()]
         heapq.heapify(frees)
         finish = now
         m = self.max_batch_size
+        rate = self._arrivals / _RATE_TAU
         while items > 0:
             t = heapq.heappop(frees)
-            # a partial batch bound for a busy worker fills up with later arrivals
-            n = min(m, items) if t <= now else m
+            if items >= m:
+                n = m
+            elif t <= now:
+                n = items
+            else:
+                n = min(m, items + math.ceil(rate * (t - now)))
             finish = t + self.cost(n)
             heapq.heappush(frees, finish)
             items -= m
@@ -240,17 +259,24 @@ class Dispatcher:
                 break  # the worker is busy: let the batch grow until it is about to free up
             requests: list[Pending] = []
             n = 0
+            start = max(now, w.free_at)
+            due = math.inf  # the batch may grow only while its earliest deadline holds
             while self.queue and n + self.queue[0].items <= m:
-                p = self.queue.popleft()
-                self.queued_items -= p.items
+                p = self.queue[0]
                 if p.deadline < now:
+                    self.queue.popleft()
+                    self.queued_items -= p.items
                     expired.append(p)
                     continue
+                if requests and start + self.cost(n + p.items) > min(due, p.deadline):
+                    break
+                self.queue.popleft()
+                self.queued_items -= p.items
                 requests.append(p)
                 n += p.items
+                due = min(due, p.deadline)
             if not requests:
                 continue
-            start = max(now, w.free_at)
             batch = Batch(next(self._ids), w.key, requests, n, now, start + self.cost(n))
             w.free_at = batch.expected_finish
             w.inflight.append(batch)

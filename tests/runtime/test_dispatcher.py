@@ -257,3 +257,31 @@ def test_losing_a_worker_returns_its_batches_and_strands_nothing_silently() -> N
     assert stranded == [q] and d.queued_items == 0
     r = d.submit(1)
     assert isinstance(r, Refusal) and r.reason == "no worker is ready"
+
+
+def test_compute_bound_model_whose_full_batch_exceeds_the_budget_is_not_refused_at_low_load() -> None:
+    # 5 ms per item: a full batch of 64 (324 ms) could never meet a 200 ms budget, yet a
+    # few requests behind a busy worker fit easily; they must be admitted, not refused.
+    d, clock = make(m=64, latency=0.2, a=0.004, b=0.005, inflight=1)
+    submit(d)
+    (b0,), _ = d.poll()
+    for _ in range(4):
+        clock.advance(0.002)
+        submit(d)
+    clock.advance(0.002)
+    d.complete(b0, exec_seconds=0.009)
+    (b1,), _ = d.poll()
+    assert b1.items == 4
+
+
+def test_a_batch_grows_only_while_its_earliest_deadline_holds() -> None:
+    d, clock = make(m=64, latency=0.2, a=0.004, b=0.005, inflight=1, queue=1000)
+    submit(d)
+    (b0,), _ = d.poll()
+    for _ in range(60):  # arrivals faster than admission can see (all admitted at once)
+        d.submit(1)
+    clock.advance(0.009)
+    d.complete(b0, exec_seconds=0.009)
+    batches, _ = d.poll()
+    assert batches and all(b.expected_finish <= min(p.deadline for p in b.requests) for b in batches)
+    assert batches[0].items < 60
