@@ -108,6 +108,7 @@ class ApiState:
     codec: ApiCodec
     dispatcher: Dispatcher | None
     timer: asyncio.TimerHandle | None = None
+    timer_at: float | None = None
     counters: dict[int, Any] = field(default_factory=dict)
     latency: Any = None
     batch_size: Any = None
@@ -238,19 +239,26 @@ class Proxy:
     def kick(self, st: ApiState) -> None:
         d = st.dispatcher
         assert d is not None
-        if st.timer is not None:
-            st.timer.cancel()
-            st.timer = None
         batches, expired = d.poll()
         for p in expired:
             _finish(p.payload[1], 503, error_body("deadline passed while queued; retry"), JSON)
         for b in batches:
             self._send_batch(st, b)
         wake = d.next_wakeup()
-        if wake is not None:
-            # uvloop's loop.time() has millisecond resolution: schedule from our own clock
-            assert self._loop is not None
-            st.timer = self._loop.call_later(max(wake - time.monotonic(), 0.0), self.kick, st)
+        if wake != st.timer_at:  # the one timer per API moves only when the moment does
+            if st.timer is not None:
+                st.timer.cancel()
+                st.timer = None
+            st.timer_at = wake
+            if wake is not None:
+                # uvloop's loop.time() has millisecond resolution: schedule from our own clock
+                assert self._loop is not None
+                st.timer = self._loop.call_later(max(wake - time.monotonic(), 0.0), self._on_timer, st)
+
+    def _on_timer(self, st: ApiState) -> None:
+        st.timer = None
+        st.timer_at = None
+        self.kick(st)
 
     def _send_batch(self, st: ApiState, b: Batch) -> None:
         link: WorkerLink = b.worker  # type: ignore[assignment]
@@ -347,41 +355,55 @@ class Proxy:
             body += msg.get("body", b"")
             if len(body) > MAX_BODY:
                 return 413, error_body(f"body: larger than {MAX_BODY} bytes"), JSON, None
+        fut: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+        self.start_api(st, scope["headers"], body, fut)
+        res = await fut
+        if len(res) == 4:
+            return res  # type: ignore[return-value]
+        status, out, ctype = res
+        return status, out, ctype, (_RETRY if status == 503 else None)
+
+    def start_api(self, st: ApiState, headers: Any, body: bytes, sink: Any) -> None:
+        """Validate one API request and queue it (or send it alone, not batchable). ``sink``
+        is future-like (``done()``, ``set_result``): it gets ``(status, body, content
+        type[, headers])``, at once for a refusal, else when the worker answers."""
         try:
             items, value = st.codec.decode(body)
         except InputError as e:
-            return e.status, error_body(str(e)), JSON, None
-        assert self._loop is not None
-        fut: asyncio.Future[tuple[int, bytes, bytes]] = self._loop.create_future()
+            sink.set_result((e.status, error_body(str(e)), JSON, None))
+            return
         d = st.dispatcher
         if d is None:
             link = self._least_loaded()
             if link is None:
-                return 503, error_body("no worker is ready; retry"), JSON, [(b"retry-after", b"1")]
+                sink.set_result((503, error_body("no worker is ready; retry"), JSON, _RETRY))
+                return
             mid = next(self.ids)
             if st.codec.tensor_in:
                 frame = wire.encode_call(mid, st.name, [1], tensor=value)
             else:
                 frame = wire.encode_call(mid, st.name, [1], segments=[value])
-            link.pending[mid] = (st, fut)
+            link.pending[mid] = (st, sink)
             link.send(frame)
-        else:
-            if items > d.max_batch_size:
-                return 413, error_body(f"body: at most {d.max_batch_size} items per request, got {items}"), JSON, None
-            budget = None
-            for k, v in scope["headers"]:
-                if k == DEADLINE_HEADER:
-                    try:
-                        budget = float(v) / 1000.0
-                    except ValueError:
-                        return 400, error_body(f"header {DEADLINE_HEADER.decode()}: not a number"), JSON, None
-            r = d.submit(items, (value, fut), budget)
-            if isinstance(r, Refusal):
-                retry = b"%d" % max(1, math.ceil(r.retry_after))
-                return 503, error_body(f"overloaded: {r.reason}; retry"), JSON, [(b"retry-after", retry)]
-            self.kick(st)
-        status, out, ctype = await fut
-        return status, out, ctype, (_RETRY if status == 503 else None)
+            return
+        if items > d.max_batch_size:
+            sink.set_result((413, error_body(f"body: at most {d.max_batch_size} items per request, got {items}"),
+                             JSON, None))
+            return
+        budget = None
+        for k, v in headers:
+            if k == DEADLINE_HEADER:
+                try:
+                    budget = float(v) / 1000.0
+                except ValueError:
+                    sink.set_result((400, error_body(f"header {DEADLINE_HEADER.decode()}: not a number"), JSON, None))
+                    return
+        r = d.submit(items, (value, sink), budget)
+        if isinstance(r, Refusal):
+            retry = b"%d" % max(1, math.ceil(r.retry_after))
+            sink.set_result((503, error_body(f"overloaded: {r.reason}; retry"), JSON, [(b"retry-after", retry)]))
+            return
+        self.kick(st)
 
     async def _other(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope["path"]
@@ -422,6 +444,8 @@ def _finish(fut: asyncio.Future[Any], status: int, body: bytes, ctype: bytes) ->
 
 
 def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.0.0") -> None:
+    """Serve the proxy: the lean HTTP server (``runtime/http.py``), or uvicorn with
+    ``JUBAKO_HTTP=uvicorn`` (the same ASGI app; slower per request)."""
     import uvicorn
 
     from jubako.loader import open_bento
@@ -431,12 +455,18 @@ def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.
     logs.configure()  # JSON lines in pods, text on a terminal (JUBAKO_LOG_FORMAT / _LEVEL)
     manifest = open_bento(bento).manifest
     proxy = Proxy(manifest, workers, batching(manifest))
+    log.info("proxy for %s on http://%s:%d (workers %s)", manifest.tag, host, port,
+             ",".join(f"{h}:{p}" for h, p in workers))
+    if os.environ.get("JUBAKO_HTTP", "lean") != "uvicorn":
+        from .http import HttpServer
+
+        event_loop_policy()
+        asyncio.run(HttpServer(proxy, MAX_BODY).serve(host, port, timeout_graceful=30))
+        return
     config = uvicorn.Config(
         proxy, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
         access_log=False, log_level="warning", backlog=4096, timeout_graceful_shutdown=30,
         timeout_keep_alive=30,
     )
-    log.info("proxy for %s on http://%s:%d (workers %s)", manifest.tag, host, port,
-             ",".join(f"{h}:{p}" for h, p in workers))
     uvicorn.Server(config).run()
 

@@ -1,0 +1,291 @@
+"""The proxy's HTTP/1.1 server: httptools callbacks on an asyncio (uvloop) protocol.
+
+The API routes (``POST /<api>``) are served without a task, a future or an ASGI message
+per request: the parser's callbacks collect the body, :meth:`Proxy.start_api` validates
+it and queues it in the dispatcher with a :class:`Reply` as its completion, and the reply
+writes the response when the batch result arrives. Responses leave in request order
+(HTTP/1.1 pipelining). Every other route (probes, metrics, docs) goes through the proxy's
+ASGI app, so there is one implementation of each.
+
+SIGTERM/SIGINT: stop accepting, answer every request received (at most
+``timeout_graceful`` s), close the connections, then stop the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from collections import deque
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import httptools
+
+from .codec import JSON, error_body
+
+if TYPE_CHECKING:
+    from .proxy import ApiState, Proxy
+
+log = logging.getLogger("jubako.runtime.proxy")
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_MAX_PIPELINE = 64  # requests one connection may have in flight before we stop reading it
+
+
+def _head(status: int, ctype: bytes, length: int, headers: Any, keep_alive: bool) -> bytes:
+    parts = [b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
+             % (status, _REASONS.get(status, b"Unknown"), ctype, length)]
+    if headers:
+        for k, v in headers:
+            parts.append(b"%s: %s\r\n" % (k, v))
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class Reply:
+    """One request's answer slot; future-like (``done``/``set_result``) for the dispatcher glue."""
+
+    __slots__ = ("conn", "keep_alive", "head_only", "st", "t0", "result")
+
+    def __init__(self, conn: Connection, keep_alive: bool, head_only: bool = False,
+                 st: ApiState | None = None):
+        self.conn = conn
+        self.keep_alive = keep_alive
+        self.head_only = head_only
+        self.st = st
+        self.t0 = time.perf_counter()
+        self.result: tuple[int, bytes, bytes, Any] | None = None
+
+    def done(self) -> bool:
+        return self.result is not None
+
+    def set_result(self, result: tuple[Any, ...]) -> None:
+        """``(status, body, content type[, headers])``; 503s get Retry-After."""
+        if self.result is not None:
+            return
+        if len(result) == 3:
+            status, body, ctype = result
+            headers = _RETRY if status == 503 else None
+        else:
+            status, body, ctype, headers = result
+        self.result = (status, body, ctype, headers)
+        st = self.st
+        if st is not None:
+            self.conn.server.record(st, status, time.perf_counter() - self.t0)
+        self.conn.flush()
+
+
+_RETRY = [(b"retry-after", b"1")]
+
+
+class Connection(asyncio.Protocol):
+    __slots__ = ("server", "proxy", "parser", "transport", "url", "headers", "body", "size", "too_big",
+                 "replies", "paused", "closed")
+
+    def __init__(self, server: HttpServer):
+        self.server = server
+        self.proxy = server.proxy
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.size = 0
+        self.too_big = False
+        self.replies: deque[Reply] = deque()
+        self.paused = False
+        self.closed = False
+
+    # --- asyncio ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - not TCP
+                pass
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        self.server.idle_check()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "upgrades are not supported")
+        except httptools.HttpParserError as e:
+            self._fail(400, f"malformed HTTP request: {e}")
+
+    def _fail(self, status: int, message: str) -> None:
+        body = error_body(message)
+        if self.transport is not None and not self.closed:
+            self.transport.write(_head(status, JSON, len(body), None, False) + body)
+            self.transport.close()
+        self.closed = True
+
+    # --- httptools callbacks ---------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.body = []
+        self.size = 0
+        self.too_big = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        for k, v in self.headers:
+            if k == b"expect" and v.lower() == b"100-continue" and self.transport is not None:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.server.max_body:
+            self.too_big = True
+            self.body = []
+        elif not self.too_big:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method()
+        keep_alive = self.parser.should_keep_alive() and not self.server.stopping
+        url = self.url
+        q = url.find(b"?")
+        raw_path = url if q < 0 else url[:q]
+        path = raw_path.decode("latin-1")
+        st = self.proxy.routes.get(path) if method == b"POST" else None
+        reply = Reply(self, keep_alive, method == b"HEAD", st)
+        self.replies.append(reply)
+        if st is not None:
+            if self.too_big:
+                reply.set_result((413, error_body(f"body: larger than {self.server.max_body} bytes"), JSON, None))
+            else:
+                body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+                self.proxy.start_api(st, self.headers, body, reply)
+        else:
+            task = asyncio.ensure_future(self._asgi(method, raw_path, url[q + 1 :] if q >= 0 else b"", reply))
+            self.server.tasks.add(task)
+            task.add_done_callback(self.server.tasks.discard)
+        if len(self.replies) >= _MAX_PIPELINE and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    # --- responses -------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write every answered reply at the head of the line, in request order."""
+        replies = self.replies
+        t = self.transport
+        while replies and replies[0].result is not None:
+            r = replies.popleft()
+            if self.closed or t is None:
+                continue
+            status, body, ctype, headers = r.result  # type: ignore[misc]
+            head = _head(status, ctype, len(body), headers, r.keep_alive)
+            t.write(head if r.head_only else head + body)
+            if not r.keep_alive:
+                t.close()
+                self.closed = True
+        if self.paused and len(replies) < _MAX_PIPELINE // 2 and t is not None and not self.closed:
+            self.paused = False
+            t.resume_reading()
+        if not replies:
+            self.server.idle_check()
+
+    async def _asgi(self, method: bytes, raw_path: bytes, query: bytes, reply: Reply) -> None:
+        """Any route but the APIs: through the proxy's ASGI app."""
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method.decode(),
+            "scheme": "http", "path": unquote(raw_path.decode("latin-1")), "raw_path": raw_path,
+            "query_string": query, "root_path": "", "headers": self.headers, "server": None, "client": None,
+        }
+        body = b"".join(self.body)
+        sent = False
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                await asyncio.Event().wait()  # like a server whose client never disconnects
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(msg: dict[str, Any]) -> None:
+            if msg["type"] == "http.response.start":
+                start.update(msg)
+            elif msg["type"] == "http.response.body":
+                chunks.append(msg.get("body", b""))
+
+        try:
+            await self.proxy(scope, receive, send)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-type",
+                                                                                         b"content-length")]
+            ctype = next((v for k, v in start.get("headers", []) if k.lower() == b"content-type"), b"text/plain")
+            reply.set_result((start.get("status", 500), b"".join(chunks), ctype, headers))
+        except Exception:
+            log.exception("error serving %s %s", method.decode(), raw_path.decode("latin-1"))
+            reply.set_result((500, error_body("internal error"), JSON, None))
+
+
+class HttpServer:
+    def __init__(self, proxy: Proxy, max_body: int):
+        self.proxy = proxy
+        self.max_body = max_body
+        self.connections: set[Connection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopping = False
+        self._drained: asyncio.Event | None = None
+
+    def record(self, st: ApiState, status: int, seconds: float) -> None:
+        counter = st.counters.get(status)
+        if counter is None:
+            counter = st.counters[status] = self.proxy.m.requests.labels(st.name, str(status))
+        counter.inc()
+        st.latency.observe(seconds)
+
+    def idle_check(self) -> None:
+        if self._drained is not None and not any(c.replies for c in self.connections):
+            self._drained.set()
+
+    async def serve(self, host: str, port: int, backlog: int = 4096, timeout_graceful: float = 30.0) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.proxy.startup()
+        server = await loop.create_server(lambda: Connection(self), host, port, backlog=backlog,
+                                          reuse_address=True)
+        try:
+            await stop.wait()
+        finally:
+            self.stopping = True
+            server.close()
+            self._drained = asyncio.Event()
+            self.idle_check()
+            try:
+                await asyncio.wait_for(self._drained.wait(), timeout_graceful)
+            except TimeoutError:
+                log.warning("requests still open after %.0f s; closing", timeout_graceful)
+            for c in list(self.connections):
+                if c.transport is not None:
+                    c.transport.close()
+            for t in list(self.tasks):
+                t.cancel()
+            await self.proxy.shutdown()
