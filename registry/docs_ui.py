@@ -1,10 +1,20 @@
-"""Swagger UI at ``/docs`` with its assets served by the registry itself, from the
-``swagger-ui-bundle`` package (no CDN: registries often run without internet), as the
-runtime does (runtime/openapi.py). Without the package, ``/docs`` links the raw schema."""
+"""Swagger UI at ``/docs`` with its assets served by the registry itself (no CDN:
+registries often run without internet), as the runtime does (runtime/openapi.py).
+
+FastAPI's schema is OpenAPI 3.1, which Swagger UI renders from version 5 on. The assets
+come from the first package found that ships them:
+
+- ``fastapi-offline`` (Swagger UI 5: renders OpenAPI 3.1),
+- ``swagger-ui-bundle`` (1.1.0 ships Swagger UI 4.15, which only renders OpenAPI 3.0: the
+  page loads but says it cannot render the definition).
+
+Without either, ``/docs`` links the raw schema.
+"""
 
 from __future__ import annotations
 
 import html
+import importlib.util
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -15,28 +25,40 @@ from fastapi.staticfiles import StaticFiles
 STATIC = "/docs/static"
 
 
-def _assets() -> Path | None:
-    try:
-        import swagger_ui_bundle
-    except ImportError:
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(swagger_ui_bundle.swagger_ui_path)
-    return path if (path / "swagger-ui-bundle.js").is_file() else None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def assets() -> tuple[Path, str] | None:
+    """(folder with swagger-ui-bundle.js and swagger-ui.css, favicon file name)."""
+    offline = _package_dir("fastapi_offline")
+    if offline is not None and (offline / "static" / "swagger-ui-bundle.js").is_file():
+        return offline / "static", "favicon.png"
+    if _package_dir("swagger_ui_bundle") is not None:
+        import swagger_ui_bundle
+
+        path = Path(swagger_ui_bundle.swagger_ui_path)
+        if (path / "swagger-ui-bundle.js").is_file():
+            return path, "favicon-32x32.png"
+    return None
 
 
 def add_docs(app: FastAPI) -> None:
     """Call on an app created with ``docs_url=None``."""
-    assets = _assets()
-    if assets is not None:
-        app.mount(STATIC, StaticFiles(directory=assets), name="swagger-static")
+    found = assets()
+    if found is not None:
+        app.mount(STATIC, StaticFiles(directory=found[0]), name="swagger-static")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         title = f"{app.title} - API"
-        if assets is None:
+        if found is None:
             return HTMLResponse(
                 f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
-                "<p>Swagger UI is not installed here (pip install swagger-ui-bundle);"
+                "<p>Swagger UI is not installed here (pip install fastapi-offline);"
                 ' the schema is at <a href="/openapi.json">/openapi.json</a>.</p>'
             )
         return get_swagger_ui_html(
@@ -44,5 +66,5 @@ def add_docs(app: FastAPI) -> None:
             title=title,
             swagger_js_url=f"{STATIC}/swagger-ui-bundle.js",
             swagger_css_url=f"{STATIC}/swagger-ui.css",
-            swagger_favicon_url=f"{STATIC}/favicon-32x32.png",
+            swagger_favicon_url=f"{STATIC}/{found[1]}",
         )
