@@ -1,4 +1,4 @@
-"""Registry commands: ``jubako registry serve|migrate|create-token|login|list|get|delete``
+"""Registry commands: ``jubako registry serve|migrate|create-token|set-password|login|list|get|delete``
 and the top-level ``jubako push``, ``jubako pull`` and ``jubako login``.
 
 Server-side imports (fastapi, sqlalchemy, boto3) happen inside the commands.
@@ -154,6 +154,48 @@ def create_token(
         )
     else:
         typer.echo(plain)
+
+
+@registry_app.command("set-password")
+def set_password(
+    user: Annotated[str, typer.Argument(help="User name (created if new).")],
+    scope: Annotated[
+        str, typer.Option(help="What a dashboard login with it may do: read, write or admin.")
+    ] = "read",
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="JUBAKO_PASSWORD", help="The password (default: JUBAKO_PASSWORD, else a prompt)."
+        ),
+    ] = None,
+    disable: Annotated[bool, typer.Option(help="Remove password login for this user.")] = False,
+) -> None:
+    """Let a user log in to the registry dashboard with a password (API tokens stay separate)."""
+    from ..registry import auth, service
+    from ..registry import migrate as m
+    from ..registry.config import load
+    from ..registry.db.session import make_engine, make_sessionmaker
+
+    if not disable and not password:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    settings = load()
+    if settings.embedded:
+        settings.data_dir.expanduser().mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    if settings.should_migrate:
+        m.upgrade(engine)
+    m.check(engine)
+    with make_sessionmaker(engine)() as db:
+        auth.set_password(db, user, None if disable else password, None if disable else scope)
+        service.audit(
+            db,
+            service.Caller("cli"),
+            "user.password.clear" if disable else "user.password.set",
+            f"user {user}",
+            scope=None if disable else scope,
+        )
+        db.commit()
+    typer.echo(f"password login {'disabled' if disable else f'set ({scope} scope)'} for {user}")
 
 
 # --- client side --------------------------------------------------------------------

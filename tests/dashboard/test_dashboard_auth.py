@@ -137,3 +137,27 @@ def test_forms_without_csrf_token_are_refused(browser, page, server: Server) -> 
                                              "password": "long enough!", "scope": "read"},
                  max_redirects=0)
     assert r.status == 303
+
+
+def test_cli_sets_a_password_for_the_dashboard(page, server: Server) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUBAKO_")}
+    env.update(JUBAKO_HOME=str(server.home), JUBAKO_REGISTRY_DATA_DIR=str(server.home / "registry"),
+               JUBAKO_PASSWORD="carol's password")
+    jubako = str(Path(sys.executable).parent / "jubako")
+    r = subprocess.run([jubako, "registry", "set-password", "carol", "--scope", "write"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "password login set (write scope) for carol" in r.stdout
+    page.goto("/ui/login")
+    page.click("label[for=tab-password]")
+    page.fill("#login-password input[name=user]", "carol")
+    page.fill("#login-password input[name=password]", "carol's password")
+    page.click("#login-password button[type=submit]")
+    page.wait_for_url("**/ui/bentos")
+    expect(page.locator(".who")).to_contain_text("carol")
+    expect(page.locator(".mainnav")).to_contain_text("Push")
