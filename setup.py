@@ -7,6 +7,7 @@ ROOTS = {
     "jubako.runtime": "runtime",
     "jubako.registry": "registry",
     "jubako.operator": "operator",
+    "jubako.web": "web",  # dashboard templates and static files (registry/dashboard)
 }
 
 packages, package_dir = [], {}
@@ -23,6 +24,8 @@ setup(
         "": ["*.yaml", "*.ini", "*.mako", "*.html", "*.css", "*.js", "*.svg", "*.json", "*.png"],
         # Alembic's versions/ is a folder of scripts, not a package: name it explicitly.
         "jubako.registry.migrations": ["versions/*.py"],
+        # The dashboard's templates/ and static/ are folders of files, not packages.
+        "jubako.web": ["templates/*.html", "static/*"],
     },
     include_package_data=True,
 )
