@@ -34,9 +34,14 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(event, default=str)
 
 
-def configure(level: str | None = None, fmt: str | None = None) -> None:
-    """Set up the root logger once per process (later calls replace the handler)."""
-    level = (level or os.environ.get("JUBAKO_LOG_LEVEL") or "INFO").upper()
+# Libraries that log every request at INFO: only their warnings are worth a line.
+NOISY = ("httpx", "httpcore", "botocore", "boto3", "urllib3", "alembic.runtime.plugins")
+
+
+def configure(level: str | None = None, fmt: str | None = None, *, default: str = "INFO") -> None:
+    """Set up the root logger (later calls replace the handler). Servers log at INFO; the
+    CLI's one-shot commands pass ``default="WARNING"`` so their output stays one line."""
+    level = (level or os.environ.get("JUBAKO_LOG_LEVEL") or default).upper()
     fmt = (fmt or os.environ.get("JUBAKO_LOG_FORMAT") or "auto").lower()
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
@@ -50,3 +55,5 @@ def configure(level: str | None = None, fmt: str | None = None) -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in NOISY:
+        logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")

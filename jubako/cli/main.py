@@ -44,7 +44,7 @@ _register()
 
 
 def main() -> None:
-    logs.configure()
+    logs.configure(default="WARNING")  # servers raise it to INFO when they start
     try:
         app()
     except JubakoError as e:

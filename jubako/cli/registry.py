@@ -79,11 +79,15 @@ def serve(
         f"jubako registry on http://{host}:{port} ({where}, {settings.storage_kind} storage)",
         err=True,
     )
+    from .. import logs
+
+    logs.configure()  # a server: INFO, JSON lines unless on a terminal
     uvicorn.run(
         create_app(settings, migrate_now=False),
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # uvicorn's loggers go through ours
         timeout_graceful_shutdown=10,
     )
 

@@ -27,3 +27,13 @@ def test_text_format(capsys: pytest.CaptureFixture[str]) -> None:
         assert "DEBUG jubako.test: hello" in capsys.readouterr().err
     finally:
         logging.getLogger().handlers.clear()
+
+
+def test_cli_commands_keep_library_info_off_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure(fmt="json", default="WARNING")
+    try:
+        logging.getLogger("alembic.runtime.migration").info("Context impl SQLiteImpl.")
+        logging.getLogger("httpx").info("HTTP Request: GET ...")
+        assert capsys.readouterr().err == ""
+    finally:
+        logging.getLogger().handlers.clear()
