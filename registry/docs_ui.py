@@ -14,36 +14,15 @@ Without either, ``/docs`` links the raw schema.
 from __future__ import annotations
 
 import html
-import importlib.util
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from jubako.swagger import assets
+
 STATIC = "/docs/static"
-
-
-def _package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def assets() -> tuple[Path, str] | None:
-    """(folder with swagger-ui-bundle.js and swagger-ui.css, favicon file name)."""
-    offline = _package_dir("fastapi_offline")
-    if offline is not None and (offline / "static" / "swagger-ui-bundle.js").is_file():
-        return offline / "static", "favicon.png"
-    if _package_dir("swagger_ui_bundle") is not None:
-        import swagger_ui_bundle
-
-        path = Path(swagger_ui_bundle.swagger_ui_path)
-        if (path / "swagger-ui-bundle.js").is_file():
-            return path, "favicon-32x32.png"
-    return None
 
 
 def add_docs(app: FastAPI) -> None:

@@ -1,8 +1,7 @@
 """OpenAPI 3.1 from the bento manifest, and Swagger UI at ``/docs`` served locally.
 
-The Swagger UI assets come from the ``swagger-ui-bundle`` package when installed (no CDN
-is reachable where pods run); without it ``/docs`` still lists the APIs and links the
-schema at ``/openapi.json``.
+The Swagger UI assets are served locally (``jubako.swagger``: no CDN is reachable where pods
+run); without them ``/docs`` still lists the APIs and links the schema at ``/openapi.json``.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from jubako import swagger
 from jubako.manifest import BentoManifest, BytesSpec, JSONSpec, TensorSpec, TextSpec
 
 STATIC = "/docs/static/"
@@ -95,16 +95,13 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</titl
 <script>SwaggerUIBundle({{url: "/openapi.json", dom_id: "#ui"}});</script></body></html>"""
 
 _PLAIN = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head><body>
-<h1>{title}</h1><p>Swagger UI is not installed here (pip install swagger-ui-bundle); the schema is at
+<h1>{title}</h1><p>Swagger UI is not installed here (pip install fastapi-offline); the schema is at
 <a href="/openapi.json">/openapi.json</a>.</p><ul>{items}</ul></body></html>"""
 
 
 def _assets() -> Path | None:
-    try:
-        import swagger_ui_bundle
-    except ImportError:
-        return None
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    found = swagger.assets()
+    return found[0] if found else None
 
 
 class Docs:
