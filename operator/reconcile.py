@@ -207,8 +207,18 @@ def _report_usage(
     payload = {
         "bento": resolved,
         "cluster": ctx.settings.cluster_name,
-        "status": {"available": available == "True", "ready": new_status.get("ready"),
-                   "url": new_status.get("url")},
+        # What the dashboard shows: counts per component and the conditions' reasons.
+        "status": {
+            "available": available == "True",
+            "ready": new_status.get("ready"),
+            "url": new_status.get("url"),
+            "proxy": new_status.get("proxy"),
+            "workers": new_status.get("workers"),
+            "conditions": [
+                {k: c.get(k) for k in ("type", "status", "reason", "message")}
+                for c in new_status["conditions"]
+            ],
+        },
     }
     key = (owner.namespace, owner.name)
     if ctx._reported.get(key) == payload:

@@ -83,7 +83,11 @@ def test_create_renders_children_pins_latest_and_reports_usage(cluster, registry
     assert _condition(cluster, "Available")["status"] == "False"
     assert _condition(cluster, "BentoResolved")["status"] == "True"
     wait_for("usage report", lambda: registry.deployments.get("default/mlp-onnx"))
-    assert registry.deployments["default/mlp-onnx"]["bento"] == "mlp-onnx:v1"
+    reported = registry.deployments["default/mlp-onnx"]
+    assert reported["bento"] == "mlp-onnx:v1"
+    # the dashboard's deployments page shows these: counts per component and the reasons
+    assert reported["status"]["workers"]["cpu"]["desired"] == 2
+    assert {c["type"] for c in reported["status"]["conditions"]} >= {"Available", "BentoResolved"}
     # A newer version in the registry does not move a pinned deployment.
     registry.publish("mlp-onnx", "v2")
     wait_for("a resync", lambda: _bd(cluster) and True)
