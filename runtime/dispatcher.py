@@ -35,6 +35,7 @@ from typing import Any
 
 Clock = Callable[[], float]
 _RATE_TAU = 0.5  # seconds: time constant of the arrival-rate estimate
+_CLIP = 3.0  # an observed batch time counts for at most 3x the current prediction
 
 
 class CostModel:
@@ -53,6 +54,11 @@ class CostModel:
         self.observations = 0
 
     def observe(self, n: int, seconds: float) -> None:
+        # one stall (the process descheduled, a GC pause) must not make the model refuse
+        # everything for the next dozens of batches: an observation counts for at most
+        # _CLIP x the prediction; a real slow-down is still learned within a few batches
+        if self.observations >= 4:
+            seconds = min(seconds, _CLIP * self(n))
         d = self.decay
         self._s0 = self._s0 * d + 1.0
         self._sn = self._sn * d + n
@@ -306,4 +312,5 @@ class Dispatcher:
         if exec_seconds is not None:
             service = max(now - batch.dispatched_at - wait_seconds, exec_seconds)
             self.cost.observe(batch.items, service)
-            self.overhead = 0.8 * self.overhead + 0.2 * (service - exec_seconds)
+            extra = min(service - exec_seconds, max(_CLIP * self.overhead, 0.001))
+            self.overhead = 0.8 * self.overhead + 0.2 * extra

@@ -285,3 +285,14 @@ def test_a_batch_grows_only_while_its_earliest_deadline_holds() -> None:
     batches, _ = d.poll()
     assert batches and all(b.expected_finish <= min(p.deadline for p in b.requests) for b in batches)
     assert batches[0].items < 60
+
+
+def test_cost_model_shrugs_off_one_stall_but_learns_a_real_slowdown() -> None:
+    c = CostModel()
+    for _ in range(100):
+        c.observe(8, 0.002)
+    c.observe(8, 0.200)  # the process was descheduled once
+    assert c(8) < 2 * 0.002
+    for _ in range(60):
+        c.observe(8, 0.010)
+    assert c(8) == pytest.approx(0.010, rel=0.1)
