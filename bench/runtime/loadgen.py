@@ -26,6 +26,7 @@ import numpy as np
 
 ERROR_BUDGET = 0.001  # errors < 0.1 %
 AGREEMENT = 0.10  # windows agree within 10 %
+PAUSE = 1.5  # seconds of quiet between probes
 
 
 # --- HTTP ----------------------------------------------------------------------------
@@ -325,6 +326,8 @@ async def find_max_rate(target: Target, guess: float, slo: float,
     probes = []
     while b.next is not None:
         rate = b.next
+        if probes:
+            await asyncio.sleep(PAUSE)  # every probe starts from a drained, idle server
         p = await probe(target, rate, slo, seed=b.probes)
         probes.append(p)
         b.record(rate, p["counts"])
