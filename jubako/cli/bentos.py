@@ -10,20 +10,17 @@ import typer
 
 from ..errors import JubakoError
 from ..store import Store
-from .output import JSON_OPTION_HELP, bundle_summary, print_bundles, print_json, print_manifest
+from .output import (
+    JSON_OPTION_HELP,
+    bundle_summary,
+    parse_labels,
+    print_bundles,
+    print_json,
+    print_manifest,
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_OPTION_HELP)]
 Compression = Annotated[str, typer.Option("--compression", "-c", help="none, gzip or zstd.")]
-
-
-def _labels(values: list[str] | None) -> dict[str, str]:
-    out = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise JubakoError(f"label {item!r} must look like key=value")
-        out[key] = value
-    return out
 
 
 def build(
@@ -36,7 +33,7 @@ def build(
     """Build a bento from a project folder into the local store."""
     from ..build import build as do_build
 
-    bundle = do_build(path, name=name, version=version, labels=_labels(label))
+    bundle = do_build(path, name=name, version=version, labels=parse_labels(label))
     if as_json:
         print_json(bundle_summary(bundle))
     else:

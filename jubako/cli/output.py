@@ -10,11 +10,23 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import JubakoError
 from ..manifest import BentoManifest, ModelManifest
 from ..store import Bundle
 
 JSON_OPTION_HELP = "Print JSON instead of a table."
 console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def parse_labels(values: list[str] | None) -> dict[str, str]:
+    """``["k=v", ...]`` from repeated ``--label`` options."""
+    out = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise JubakoError(f"label {item!r} must look like key=value")
+        out[key] = value
+    return out
 
 
 def print_json(data: Any) -> None:

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ..errors import JubakoError
-from .output import JSON_OPTION_HELP, human_size, print_json
+from .output import JSON_OPTION_HELP, human_size, parse_labels, print_json
 
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_OPTION_HELP)]
 ModelOpt = Annotated[bool, typer.Option("--model", "-m", help="A model, not a bento.")]
@@ -36,16 +36,6 @@ def _client(url: str | None = None):  # type: ignore[no-untyped-def]
     from ..client import RegistryClient
 
     return RegistryClient(url)
-
-
-def _labels(values: list[str] | None) -> dict[str, str]:
-    out = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise JubakoError(f"label {item!r} must look like key=value")
-        out[key] = value
-    return out
 
 
 # --- server side --------------------------------------------------------------------
@@ -331,7 +321,7 @@ def push(
             tag,
             kind="model" if model else "bento",
             force=force,
-            labels=_labels(label),
+            labels=parse_labels(label),
             parallel=parallel,
             progress=bar,
         )
