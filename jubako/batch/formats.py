@@ -32,7 +32,8 @@ FORMATS = ("jsonl", "csv", "parquet")
 EMPTY = "__jubako_no_columns__"  # placeholder column of a JSON Lines chunk whose rows are not objects
 _EXT = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
         ".pq": "parquet"}
-EXTENSION = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
+# parts of a Parquet output are Arrow IPC streams: no encoding per chunk, one at assembly
+EXTENSION = {"jsonl": "jsonl", "csv": "csv", "parquet": "arrow"}
 
 
 def detect(url: str, given: str | None) -> str:
@@ -270,13 +271,13 @@ class ParquetReader(Reader):
 
 
 def encode_part(table: pa.Table, fmt: str, first: bool, json_columns: set[str]) -> bytes:
-    """One chunk's output in ``fmt``; parts are concatenated (text) or merged (Parquet)."""
+    """One chunk's output part: text parts are concatenated at the end; a Parquet output's
+    parts are Arrow IPC streams, encoded to Parquet once, at assembly."""
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        return buf.getvalue()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as w:
+            w.write_table(table)
+        return bytes(sink.getvalue())
     if fmt == "csv":
         import pyarrow.csv as pcsv
 
@@ -334,10 +335,13 @@ def assemble(parts: storage.Parts, names: list[str], fmt: str, output: str) -> N
             schema = None
             for name in names:
                 with parts.open(name) as f:
-                    table = pq.read_table(f)
+                    table = pa.ipc.open_stream(f).read_all()
                 if pw is None:
                     schema = table.schema
-                    pw = pq.ParquetWriter(writer, schema)
+                    # dictionaries pay off for text, not for numbers and tensor rows
+                    text = [n for n, t in zip(schema.names, schema.types, strict=True)
+                            if pa.types.is_string(t) or pa.types.is_large_string(t)]
+                    pw = pq.ParquetWriter(writer, schema, use_dictionary=text or False)
                 elif table.schema != schema:
                     try:
                         table = table.cast(schema)

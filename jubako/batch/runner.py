@@ -31,7 +31,7 @@ from .mapping import Adapter, Items
 
 STATE = "state.json"
 _INDEXED = re.compile(r"^(part|errors|done)-(\d{6,})\.")
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass
@@ -151,6 +151,7 @@ def run(opts: Options) -> Summary:
             parts.remove_all()  # nothing worth keeping: a settings error, or stopped at once
         raise
     summary.output = opts.output
+    t_assembly = time.perf_counter()
     # every chunk is committed: join the parts, then drop them
     names = parts.list()
     data_parts = sorted((n for n in names if n.startswith("part-")), key=lambda n: _index(n) or 0)
@@ -168,6 +169,8 @@ def run(opts: Options) -> Summary:
     elif storage.exists(errors_url):
         storage.remove(errors_url)  # from an earlier run of the same output
     parts.remove_all()
+    summary.seconds += time.perf_counter() - t_assembly
+    _print_summary(summary, opts)
     return summary
 
 
@@ -290,7 +293,6 @@ async def _main(job: _Job) -> Summary:
         for t in window:
             t.cancel()
         await pool.close()
-    _print_summary(progress.console, summary, job)
     return summary
 
 
@@ -378,12 +380,15 @@ async def _commit(job: _Job, scored: tuple[formats.Chunk, Any, dict[int, str]], 
     return len(errors)
 
 
-def _print_summary(console: Any, s: Summary, job: _Job) -> None:
+def _print_summary(s: Summary, opts: Options) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True)
     resumed = f"; resumed after {s.resumed_chunks} chunk(s) ({s.resumed_rows:,} rows)" if s.resumed_chunks else ""
     devices = ", ".join(s.devices) or "?"
     console.print(
         f"jubako run: {s.rows:,} rows ({s.ok:,} ok, {s.failed:,} failed) in {s.seconds:.1f}s,"
-        f" {s.rows_per_second:,.0f} rows/s; {s.chunks} chunk(s) of {job.opts.chunk_rows:,} rows{resumed};"
+        f" {s.rows_per_second:,.0f} rows/s; {s.chunks} chunk(s) of {opts.chunk_rows:,} rows{resumed};"
         f" {len(s.devices)} worker(s) on {devices}",
         highlight=False,
     )
