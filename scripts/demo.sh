@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: the main job on the embedded default. Starts the registry (SQLite + a local
-# folder under $JUBAKO_HOME), pushes the example bentos to it with a fresh token, then
-# serves the torch example in the foreground. Ctrl-C stops everything.
+# `make run`: the main job on the embedded default. Starts the registry and its dashboard
+# (SQLite + a local folder under $JUBAKO_HOME), pushes the example bentos to it with a fresh
+# token, then serves the torch example in the foreground. Ctrl-C stops everything.
 set -euo pipefail
 J=${JUBAKO:-.venv/bin/jubako}
 REGISTRY_PORT=${REGISTRY_PORT:-8000}
@@ -26,6 +26,7 @@ done
 JUBAKO_TOKEN=$($J registry create-token --scope admin --name "make run" --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 export JUBAKO_TOKEN
 echo "admin token (shown once): $JUBAKO_TOKEN"
+echo "dashboard: $JUBAKO_REGISTRY_URL/ui (log in with that token)"
 
 echo "== push the examples"
 $J push mlp-torch
