@@ -188,7 +188,9 @@ def _pull_store(
         jobs = [(f["url"], _safe(staged, f["path"]), f["size"], f["sha256"]) for f in info["files"]]
         n = _download_all(client, jobs, parallel, progress, f"pull {kind} {tag}")
         try:
-            bundle = bundles.commit(staged, m)
+            # fetch verified every file's size and sha256 against the manifest (and _info
+            # that the files are exactly the manifest's): no second hashing pass.
+            bundle = bundles.commit(staged, m, verified=True)
         except JubakoError:
             if bundles.exists(tag):  # pulled concurrently
                 bundle = bundles.get(tag)
