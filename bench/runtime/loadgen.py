@@ -18,7 +18,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -320,13 +320,17 @@ async def probe(target: Target, rate: float, slo: float, *, windows: int = 3, wa
         k: whole[k] for k in ("p50_ms", "p99_ms", "error_rate", "good_ratio")}}
 
 
-async def find_max_rate(target: Target, guess: float, slo: float,
-                        log: Callable[[str], None] = print) -> tuple[float, list[dict[str, Any]]]:
+async def find_max_rate(target: Target, guess: float, slo: float, log: Callable[[str], None] = print,
+                        reset: Callable[[], Awaitable[None]] | None = None) -> tuple[float, list[dict[str, Any]]]:
+    """``reset`` runs after a failed probe (the harness restarts the server), so that no
+    system carries a failed probe's state (queues, learned costs) into the next one."""
     b = Bisection(guess)
-    probes = []
+    probes: list[dict[str, Any]] = []
     while b.next is not None:
         rate = b.next
         if probes:
+            if reset is not None and not probes[-1]["counts"]:
+                await reset()
             await asyncio.sleep(PAUSE)  # every probe starts from a drained, idle server
         p = await probe(target, rate, slo, seed=b.probes)
         probes.append(p)

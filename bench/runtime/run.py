@@ -96,9 +96,13 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.logfile = WORK / "logs" / f"{name}.log"
 
+    def restart(self) -> None:
+        self.__exit__()
+        self.__enter__()
+
     def __enter__(self) -> Server:
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.logfile, "wb")
+        out = open(self.logfile, "ab")
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + 180
@@ -151,7 +155,7 @@ def server(system: str, model: str, env: dict[str, str], port: int, jubako_worke
 # --- one system --------------------------------------------------------------------------
 
 
-async def measure(system: str, model: str, port: int, quick: bool) -> dict[str, Any]:
+async def measure(system: str, model: str, port: int, quick: bool, srv: Server | None = None) -> dict[str, Any]:
     slo = MODELS[model]["slo"]
     target = loadgen.Target("127.0.0.1", port, "/predict", bodies(model))
     res: dict[str, Any] = {"load_before": loadavg()}
@@ -165,7 +169,12 @@ async def measure(system: str, model: str, port: int, quick: bool) -> dict[str, 
             f"codes {r['codes']}")
     res["closed"] = closed
     guess = 0.9 * max(r["ok_rps"] for r in closed.values())
-    max_rate, probes = await loadgen.find_max_rate(target, max(guess, 2.0), slo, log=log)
+    async def reset() -> None:  # a fresh server after a failed probe, warmed the same way
+        if srv is not None:
+            srv.restart()
+            await loadgen.closed_loop(target, 4, 0.5, warmup=0.2)
+
+    max_rate, probes = await loadgen.find_max_rate(target, max(guess, 2.0), slo, log=log, reset=reset)
     res["max_rate_at_slo"] = max_rate
     res["probes"] = probes
     if max_rate > 0:
@@ -261,8 +270,8 @@ def main() -> None:
             port += 1
             log(f"-- {system} on :{port}")
             try:
-                with server(system, model, env, port, jw.get(model, 1)):
-                    entry["systems"][system] = asyncio.run(measure(system, model, port, args.quick))
+                with server(system, model, env, port, jw.get(model, 1)) as srv:
+                    entry["systems"][system] = asyncio.run(measure(system, model, port, args.quick, srv))
             except Exception as e:  # a system that cannot run is reported, not fatal
                 log(f"  FAILED: {e}")
                 entry["systems"][system] = {"failed": str(e)}
