@@ -263,7 +263,7 @@ async def _main(job: _Job) -> Summary:
     try:
         await pool.start()
         summary.devices = pool.devices
-        t0 = time.perf_counter()
+        t0 = progress.start = time.perf_counter()  # rows/s from the first batch on
         next_chunk = asyncio.ensure_future(asyncio.to_thread(next, it, None))
         while True:
             chunk = await next_chunk
