@@ -86,6 +86,8 @@ class ApiRunner:
         assert self._in_adapter is not None
         try:
             return self._in_adapter.validate_python(orjson.loads(segment))
+        except orjson.JSONDecodeError as e:  # the proxy checks, but other callers may not
+            raise RequestFailed(400, f"{where}: not valid JSON: {e}") from None
         except ValidationError as e:
             err = e.errors()[0]
             raise RequestFailed(422, f"{_loc(err, where)}: {err['msg']}") from None
