@@ -19,7 +19,6 @@ import inspect
 import typing
 from typing import Annotated, Any
 
-import numpy as np
 from pydantic import BaseModel, TypeAdapter
 
 from .errors import ServiceDefinitionError
@@ -39,6 +38,8 @@ def _shape(shape: Any) -> list[int | None]:
 
 
 def _dtype(dtype: Any) -> str:
+    import numpy as np
+
     try:
         return np.dtype(dtype).name
     except TypeError:
@@ -46,18 +47,21 @@ def _dtype(dtype: Any) -> str:
 
 
 class _TensorFactory:
-    def __init__(self, container: str, base: Any):
+    # numpy is imported when a tensor type is first written, not when jubako is imported:
+    # the registry and the operator import jubako but never touch tensors.
+    def __init__(self, container: str):
         self.container = container
-        self.base = base
 
     def __getitem__(self, params: Any) -> Any:
+        import numpy as np
+
         dtype, shape = params if isinstance(params, tuple) and len(params) == 2 else (params, None)
         spec = TensorSpec(dtype=_dtype(dtype), shape=_shape(shape) if shape is not None else [None], container=self.container)
-        return Annotated[self.base, spec]
+        return Annotated[np.ndarray if self.container == "numpy" else Any, spec]
 
 
-Tensor = _TensorFactory("numpy", np.ndarray)
-TorchTensor = _TensorFactory("torch", Any)
+Tensor = _TensorFactory("numpy")
+TorchTensor = _TensorFactory("torch")
 
 
 def spec_for(annotation: Any, *, batchable: bool, where: str) -> IOSpec:
@@ -80,7 +84,7 @@ def spec_for(annotation: Any, *, batchable: bool, where: str) -> IOSpec:
         return BytesSpec()
     if annotation is str and not batchable:
         return TextSpec()
-    if annotation is np.ndarray:
+    if getattr(annotation, "__module__", "") == "numpy" and getattr(annotation, "__name__", "") == "ndarray":
         raise ServiceDefinitionError(f"{where}: say the dtype and shape, e.g. Tensor[np.float32, (None, 4)]")
     if batchable and typing.get_origin(annotation) is not list:
         raise ServiceDefinitionError(
