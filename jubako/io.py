@@ -57,7 +57,8 @@ class _TensorFactory:
 
         dtype, shape = params if isinstance(params, tuple) and len(params) == 2 else (params, None)
         spec = TensorSpec(dtype=_dtype(dtype), shape=_shape(shape) if shape is not None else [None], container=self.container)
-        return Annotated[np.ndarray if self.container == "numpy" else Any, spec]
+        base = np.ndarray if self.container == "numpy" else Any
+        return Annotated[base, spec]
 
 
 Tensor = _TensorFactory("numpy")
