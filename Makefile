@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 EXTRAS := torch,onnx,runtime,registry,operator,dev
 PYTEST_ARGS ?=
 
-.PHONY: help install tools system-deps run examples test lint clean chart images bench-runtime
+.PHONY: help install tools system-deps run examples test lint clean chart images bench-runtime bench-registry bench-batch e2e-cluster bench-runtime
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -80,6 +80,12 @@ bench-runtime: $(VENV)/.installed $(BENCH_VENV)/.installed  ## Benchmark the run
 .PHONY: bench-registry
 bench-registry: $(VENV)/.installed  ## Benchmark registry push/pull vs raw boto3, its RSS, list latency (< 10 min)
 	$(PY) bench/registry.py
+
+bench-batch: $(VENV)/.installed  ## Offline batch: rows/s of `jubako run` vs the model's raw batched throughput
+	$(PY) bench/batch.py --bento mlp-onnx --rows 1000000
+
+e2e-cluster: install  ## The operator's end-to-end suite against a real cluster (kind or k3d; needs a container engine)
+	tests/operator/e2e_cluster.sh
 
 clean:  ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
