@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 EXTRAS := torch,onnx,runtime,registry,operator,dev
 PYTEST_ARGS ?=
 
-.PHONY: help install tools system-deps run examples test lint clean chart images bench-runtime bench-registry bench-batch e2e-cluster bench-runtime
+.PHONY: help install tools system-deps run examples test lint clean chart images bench-runtime bench-registry bench-batch e2e-cluster
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -77,7 +77,6 @@ bench-runtime: $(VENV)/.installed $(BENCH_VENV)/.installed  ## Benchmark the run
 	$(PY) bench/runtime/run.py
 
 # The registry benchmark (bench/README.md): PostgreSQL on 127.0.0.1:5432, moto S3 started by the script.
-.PHONY: bench-registry
 bench-registry: $(VENV)/.installed  ## Benchmark registry push/pull vs raw boto3, its RSS, list latency (< 10 min)
 	$(PY) bench/registry.py
 
