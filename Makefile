@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: help install tools system-deps run examples test lint clean chart images bench-runtime bench-registry bench-batch e2e-cluster
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 # The virtual environment, with every pin of constraints.txt (torch 2.13.0 is a CPU build
 # that pip finds on these machines' disks; other versions would download gigabytes).
