@@ -77,6 +77,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
             if "overload" in s:
                 ov = s["overload"]
                 pts.append((ov["offered_rate"], float("nan"), ov["ok_p99_ms"]))
+                pts.sort()
             xs = [p[0] for p in pts]
             c = colors.get(name)
             ax.plot(xs, [p[2] for p in pts], "o-", color=c, label=f"{name} p99")
