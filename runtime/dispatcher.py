@@ -239,13 +239,21 @@ class Dispatcher:
     # --- batching ------------------------------------------------------------------
 
     def _free_worker(self) -> _Worker | None:
+        """The worker to send to: an idle one if any (the one that finished last, whose
+        caches still hold the model: alternating idle workers at low load costs each
+        request cold caches), else the one expected to free up first."""
         best: _Worker | None = None
+        idle: _Worker | None = None
         for w in self._workers.values():
+            if not w.inflight:
+                if idle is None or w.free_at > idle.free_at:
+                    idle = w
+                continue
             if len(w.inflight) >= self.max_inflight:
                 continue
             if best is None or (w.free_at, len(w.inflight)) < (best.free_at, len(best.inflight)):
                 best = w
-        return best
+        return idle or best
 
     def _send_at(self, w: _Worker) -> float:
         """Sending earlier than this only parks the batch behind the worker's current one."""
