@@ -194,8 +194,13 @@ class Dispatcher:
         if self.queued_items + items > self.max_queue_items:
             return Refusal("queue full", self._drain_time(now, self.queued_items))
         deadline = self.deadline_for(now, budget)
+        # With nothing queued and a worker idle, refusing helps no one, and a refused
+        # request teaches the cost model nothing: a cost learned from a slow first batch
+        # (CUDA warm-up, a stall) would then refuse every request forever. So admit it;
+        # it runs at once and its timing corrects the estimate.
+        idle = not self.queue and any(not w.inflight for w in self._workers.values())
         finish = self.estimate_finish(now, self.queued_items + items)
-        if finish > deadline:
+        if finish > deadline and not idle:
             return Refusal("cannot finish within the latency budget", max(finish - deadline, 0.001))
         p = Pending(items, now, deadline, payload)
         self.queue.append(p)

@@ -76,7 +76,9 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
     if not env.get("JUBAKO_NUM_THREADS"):
         env["JUBAKO_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     path = str(bundle.path)
-    py = [sys.executable, "-m", "jubako.runtime"]
+    # -P: never put the working directory on sys.path; from a checkout of this repository
+    # its operator/ folder would shadow the stdlib module (Python 3.12 imports it late).
+    py = [sys.executable, "-P", "-m", "jubako.runtime"]
     wports = [(free_port(), free_port()) for _ in range(workers)]
     children = [
         Child(f"worker {i}", [*py, "worker", "--bento", path, "--host", "127.0.0.1", "--port", str(p),

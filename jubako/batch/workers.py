@@ -75,7 +75,7 @@ class _Worker:
     def __init__(self, index: int, bento: str, env: dict[str, str]):
         self.index = index
         self.port = free_port()
-        argv = [sys.executable, "-m", "jubako.runtime", "worker", "--bento", bento, "--host", "127.0.0.1",
+        argv = [sys.executable, "-P", "-m", "jubako.runtime", "worker", "--bento", bento, "--host", "127.0.0.1",
                 "--port", str(self.port), "--http-port", str(free_port())]
         self.child = Child(f"worker {index}", argv, env)
         self.link: _Link | None = None

@@ -296,3 +296,29 @@ def test_cost_model_shrugs_off_one_stall_but_learns_a_real_slowdown() -> None:
     for _ in range(60):
         c.observe(8, 0.010)
     assert c(8) == pytest.approx(0.010, rel=0.1)
+
+
+def test_a_cost_learned_from_a_slow_first_batch_does_not_refuse_forever() -> None:
+    # The first batch on a GPU pays CUDA's warm-up: the learned cost exceeds the budget.
+    d, clock = make(m=8, latency=0.05, a=0.0005, b=0.0001)
+    first = submit(d)
+    (batch,), _ = d.poll()
+    clock.advance(2.0)
+    d.complete(batch, exec_seconds=2.0)
+    assert d.cost(1) > 0.05
+    # Nothing queued, the worker idle: the next request is admitted (it is the probe)...
+    probe = submit(d)
+    assert first is not probe
+    # ...while one arriving behind it, which would wait for a 2 s batch, is refused.
+    assert isinstance(d.submit(1), Refusal)
+    (batch,), _ = d.poll()
+    for _ in range(30):  # the model is fast once warm: the estimate comes down
+        clock.advance(0.001)
+        d.complete(batch, exec_seconds=0.001)
+        submit(d)
+        (batch,), _ = d.poll()
+    assert d.cost(1) < 0.05
+    clock.advance(0.001)
+    d.complete(batch, exec_seconds=0.001)
+    submit(d)
+    assert isinstance(d.submit(1), Pending)  # queued behind a busy worker, within budget
