@@ -71,7 +71,7 @@ class Server:
             r.raise_for_status()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down before later packages: Playwright sync keeps a loop running
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("dashboard-home")
     port = _free_port()
@@ -128,7 +128,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down before later packages: Playwright sync keeps a loop running
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
@@ -193,7 +193,7 @@ class Example:
         return f"{self.name}:{self.version}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down before later packages: Playwright sync keeps a loop running
 def example(tmp_path_factory: pytest.TempPathFactory) -> Example:
     """The torch example bento with its model, as ``jubako export`` writes it (only this
     example is built: the ONNX one would add a slow torch.onnx export)."""
