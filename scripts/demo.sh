@@ -19,7 +19,7 @@ $J registry serve --host 127.0.0.1 --port "$REGISTRY_PORT" >"$HOME_DIR/registry.
 registry=$!
 trap 'kill $registry 2>/dev/null || true; wait $registry 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
-  curl -fs "$JUBAKO_REGISTRY_URL/readyz" >/dev/null 2>&1 && break
+  .venv/bin/python -c "import urllib.request as u; u.urlopen('$JUBAKO_REGISTRY_URL/readyz', timeout=1)" 2>/dev/null && break
   kill -0 $registry 2>/dev/null || { cat "$HOME_DIR/registry.log"; exit 1; }
   sleep 0.2
 done
