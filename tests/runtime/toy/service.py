@@ -56,3 +56,9 @@ class Toy:
         return [i + 1 for i in items]
 
 
+
+    @jubako.api(batchable=True, max_batch_size=1, max_latency_ms=60_000)
+    def linger(self, items: list[int]) -> list[int]:
+        """300 ms per item: requests are still in flight when the server is told to stop."""
+        time.sleep(0.3)
+        return items
