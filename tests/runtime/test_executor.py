@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from jubako.runtime import wire
+from jubako.runtime.executor import runners
 from pydantic import BaseModel
 
 import jubako
-from jubako.runtime import wire
-from jubako.runtime.executor import runners
 
 
 class Item(BaseModel):
