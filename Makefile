@@ -51,7 +51,7 @@ test: install system-deps  ## The whole test suite (what CI runs)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: install  ## Static checks
-	$(VENV)/bin/ruff check jubako runtime registry operator tests examples
+	$(VENV)/bin/ruff check jubako runtime registry operator tests examples scripts bench
 
 chart: install  ## Copy the CRDs into the chart and regenerate the chart's README table
 	$(PY) scripts/sync_chart.py

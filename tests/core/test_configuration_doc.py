@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import pytest
+from jubako.operator.config import OperatorSettings
+from jubako.registry.config import Settings as RegistrySettings
 from pydantic_settings import BaseSettings
 
 from jubako.config import Settings as ClientSettings
-from jubako.operator.config import OperatorSettings
-from jubako.registry.config import Settings as RegistrySettings
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
 
