@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 EXTRAS := torch,onnx,runtime,registry,operator,dev
 PYTEST_ARGS ?=
 
-.PHONY: help install tools system-deps run examples test lint clean chart images bench-runtime bench-registry bench-batch e2e-cluster
+.PHONY: help install tools system-deps run examples test test-fast lint clean chart images bench-runtime bench-registry bench-batch e2e-cluster
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -49,6 +49,9 @@ run: examples  ## The main job on the embedded default: registry up, examples bu
 
 test: install system-deps  ## The whole test suite (what CI runs)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: install  ## The quick tier while working: no slow, PostgreSQL, browser or container tests
+	$(VENV)/bin/pytest -m "not (slow or postgres or browser or containers)" $(PYTEST_ARGS)
 
 lint: install  ## Static checks
 	$(VENV)/bin/ruff check jubako runtime registry operator tests examples scripts bench

@@ -45,3 +45,19 @@ def example_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     for example in EXAMPLE_BENTOS:
         build(EXAMPLES / example, store=store)
     return store
+
+
+# Markers that follow from the fixtures a test uses, so every test that needs PostgreSQL or a
+# browser is in its tier without each module repeating it (pyproject.toml lists the markers).
+_FIXTURE_MARKS = {"pg_url": "postgres", "pg_server": "postgres", "browser": "browser",
+                  "page": "browser", "dockerd": "containers"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        marks = {_FIXTURE_MARKS[f] for f in getattr(item, "fixturenames", ()) if f in _FIXTURE_MARKS}
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if any(isinstance(v, str) and v.startswith("postgres") for v in params.values()):
+            marks.add("postgres")  # the registry's backend matrix: "postgres-s3" and the like
+        for mark in marks - set(item.keywords):
+            item.add_marker(mark)
