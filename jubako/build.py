@@ -16,6 +16,7 @@ from .bundle import file_entries, walk_files
 from .errors import ConfigError, NotFound
 from .loader import SRC_DIR, import_service
 from .manifest import BentoManifest, ModelRef, PythonSpec, utcnow
+from .requirements import infer, own_modules, scan_source
 from .store import Bundle, Store
 from .tags import Tag, new_version
 
@@ -30,6 +31,7 @@ class PythonConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     requirements: list[str] = Field(default_factory=list)
     requirements_file: str | None = None
+    wheels: bool = False  # carry the wheels of what the runtime image lacks (docs/requirements.md)
 
 
 class BuildConfig(BaseModel):
@@ -108,6 +110,16 @@ def _requirements(cfg: BuildConfig, root: Path) -> list[str]:
     return reqs
 
 
+def _inferred(root: Path, files: list[str], explicit: list[str]) -> list[str]:
+    """Pinned distributions the selected Python files import (before the service is imported,
+    so a missing package is reported with every file and line, not as one ImportError)."""
+    imports = [
+        imp for rel in files if rel.endswith(".py")
+        for imp in scan_source((root / rel).read_text(encoding="utf-8", errors="replace"), rel)
+    ]
+    return infer(imports, own_modules(files), explicit)
+
+
 def _model_refs(tags: list[Tag], store: Store) -> list[ModelRef]:
     by_name: dict[str, Tag] = {}
     for tag in tags:
@@ -140,6 +152,8 @@ def build(
     module_file = cfg.service.partition(":")[0].replace(".", "/")
     if f"{module_file}.py" not in files and f"{module_file}/__init__.py" not in files:
         raise ConfigError(f"the service module {module_file}.py is not selected by include/exclude")
+    requirements = _requirements(cfg, root)
+    inferred = _inferred(root, files, requirements)
     svc = import_service(root, cfg.service, isolated=True)
     tag = Tag(name or cfg.name or svc.name, version or cfg.version or new_version())
     tag.validate()
@@ -161,7 +175,8 @@ def build(
             models=refs,
             python=PythonSpec(
                 version=".".join(platform.python_version_tuple()[:2]),
-                requirements=_requirements(cfg, root),
+                requirements=requirements,
+                inferred=inferred,
             ),
             files=file_entries(staged, walk_files(staged)),
         )

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import __version__
+from . import __version__, safeyaml
 from .digest import sha256_bytes
 from .errors import InvalidBundle
 from .tags import NAME_PATTERN, VERSION_PATTERN, Tag
@@ -97,8 +97,12 @@ class ModelRef(_Strict):
 
 
 class PythonSpec(_Strict):
-    version: str = ""
-    requirements: list[str] = Field(default_factory=list)
+    """What the bento needs from Python (see docs/requirements.md)."""
+
+    version: str = ""  # major.minor of the interpreter that built it
+    requirements: list[str] = Field(default_factory=list)  # explicit lines of the build config
+    inferred: list[str] = Field(default_factory=list)  # "name==version", from the import scan
+    wheels: list[str] = Field(default_factory=list)  # bundled wheel files, relative to the bento
 
 
 class _Bundle(_Strict):
@@ -174,9 +178,11 @@ def utcnow() -> datetime:
 def parse_manifest(data: bytes, source: str, kind: type[Manifest]) -> Manifest:
     """Parse manifest bytes; errors name the source and the offending field."""
     try:
-        raw = yaml.safe_load(data)
+        raw = safeyaml.load(data)  # no aliases, bounded depth: the bytes may be hostile
     except yaml.YAMLError as e:
         raise InvalidBundle(f"{source}: not valid YAML: {e}") from None
+    except safeyaml.UnsafeYAML as e:
+        raise InvalidBundle(f"{source}: {e}") from None
     if not isinstance(raw, dict):
         raise InvalidBundle(f"{source}: expected a mapping at the top level")
     try:
