@@ -16,7 +16,7 @@ from .bundle import file_entries, walk_files
 from .errors import ConfigError, NotFound
 from .loader import SRC_DIR, import_service
 from .manifest import BentoManifest, ModelRef, PythonSpec, utcnow
-from .requirements import infer, own_modules, scan_source
+from .requirements import infer, own_modules, resolved, scan_source
 from .store import Bundle, Store
 from .tags import Tag, new_version
 
@@ -145,6 +145,7 @@ def build(
     version: str | None = None,
     labels: dict[str, str] | None = None,
     store: Store | None = None,
+    wheels: bool = False,
 ) -> Bundle[BentoManifest]:
     store = store or Store()
     cfg, root = load_config(Path(path))
@@ -163,6 +164,11 @@ def build(
             dest = staged / SRC_DIR / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / rel, dest)  # follows links: a bento holds plain files only
+        wheel_files: list[str] = []
+        if wheels or cfg.python.wheels:
+            from .wheels import collect  # runs pip: only when asked
+
+            wheel_files = collect(resolved(requirements, inferred), staged)
         manifest = BentoManifest(
             name=tag.name,
             version=tag.version,
@@ -177,6 +183,7 @@ def build(
                 version=".".join(platform.python_version_tuple()[:2]),
                 requirements=requirements,
                 inferred=inferred,
+                wheels=wheel_files,
             ),
             files=file_entries(staged, walk_files(staged)),
         )

@@ -28,12 +28,13 @@ def build(
     name: Annotated[str | None, typer.Option(help="Bento name (default: from config or service).")] = None,
     version: Annotated[str | None, typer.Option(help="Version (default: generated).")] = None,
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="key=value, repeatable.")] = None,
+    wheels: Annotated[bool, typer.Option("--wheels", help="Carry the wheels of what the runtime image lacks (like python.wheels: true).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a bento from a project folder into the local store."""
     from ..build import build as do_build
 
-    bundle = do_build(path, name=name, version=version, labels=parse_labels(label))
+    bundle = do_build(path, name=name, version=version, labels=parse_labels(label), wheels=wheels)
     if as_json:
         print_json(bundle_summary(bundle))
     else:
