@@ -339,6 +339,8 @@ def create_version(
 ) -> CreateResult:
     m = parse(kind, name, version, manifest_text)
     labels = _check_labels(labels or {})
+    wanted = _wanted_blobs(m)
+    present = _present_blobs(db, wanted)
     canonical = m.dump().decode()
     digest = m.digest()
     refs: list[Version] = []
@@ -372,7 +374,7 @@ def create_version(
             upload = db.scalar(select(Upload).where(Upload.version_id == existing.id))
             if upload is not None:
                 upload.expires_at = utcnow() + timedelta(seconds=upload_timeout_s)
-                missing = _session_blobs(db, storage, upload, existing, part_size)
+                missing = _session_blobs(db, storage, upload, wanted, present, part_size)
                 audit(db, caller, f"{kind}.push.resume", existing.tag, upload=upload.id)
                 return CreateResult(existing, upload, created=False, missing=missing)
             _drop(db, storage, existing)
@@ -421,30 +423,55 @@ def create_version(
     )
     db.add(upload)
     db.flush()
-    missing = _session_blobs(db, storage, upload, v, part_size)
+    missing = _session_blobs(db, storage, upload, wanted, present, part_size)
     audit(db, caller, f"{kind}.push", v.tag, digest=digest, upload=upload.id)
     return CreateResult(v, upload, created=True, missing=missing)
 
 
-def _session_blobs(
-    db: Session, storage: Storage, upload: Upload, v: Version, part_size: int
-) -> list[BlobUpload]:
-    """Add to the session every blob of the version the registry lacks; return the
-    session's unfinished blob uploads."""
+def _wanted_blobs(m: BentoManifest | ModelManifest) -> dict[str, int]:
+    """The manifest's blobs, digest -> size, refusing declarations no bytes can match: a
+    blob is only ever recorded under a digest verified from bytes of the declared size."""
     wanted: dict[str, int] = {}
-    for f in version_files(db, v):
-        wanted.setdefault(f.digest, f.size)
-    present = set()
+    for f in m.files:
+        if (f.size == 0) != (f.sha256 == EMPTY_SHA256):
+            raise InvalidBundle(f"files: {f.path!r}: {f.size} bytes cannot have sha256 {f.sha256}")
+        if wanted.setdefault(f.sha256, f.size) != f.size:
+            raise InvalidBundle(f"files: sha256 {f.sha256} is declared with two sizes")
+    return wanted
+
+
+def _present_blobs(db: Session, wanted: dict[str, int]) -> set[str]:
+    """The wanted blobs the registry has (marked as seen); a stored blob's size is the size
+    of the bytes verified when it was stored, so another declared size is refused."""
+    present: set[str] = set()
     digests = list(wanted)
     for i in range(0, len(digests), 500):
         chunk = digests[i : i + 500]
-        present |= set(db.scalars(select(Blob.digest).where(Blob.digest.in_(chunk))))
+        for d, size in db.execute(select(Blob.digest, Blob.size).where(Blob.digest.in_(chunk))):
+            if size != wanted[d]:
+                raise InvalidBundle(
+                    f"files: sha256 {d} is declared with {wanted[d]} bytes; its content has {size}"
+                )
+            present.add(d)
         db.execute(update(Blob).where(Blob.digest.in_(chunk)).values(last_seen_at=utcnow()))
+    return present
+
+
+def _session_blobs(
+    db: Session,
+    storage: Storage,
+    upload: Upload,
+    wanted: dict[str, int],
+    present: set[str],
+    part_size: int,
+) -> list[BlobUpload]:
+    """Add to the session every blob of the version the registry lacks; return the
+    session's unfinished blob uploads."""
     have = {b.digest: b for b in upload.blobs}
     for d, size in wanted.items():
         if d in present:
             continue
-        if size == 0:
+        if size == 0:  # the empty blob (d is EMPTY_SHA256: checked by _wanted_blobs)
             key = storage.key_for(d, upload.id)
             storage.put_empty(key)
             _add_blob(db, storage, d, 0, key)
@@ -500,18 +527,28 @@ def expected_part_size(bu: BlobUpload, number: int) -> int:
 def complete_blob(
     db: Session, storage: Storage, caller: Caller, upload: Upload, digest: str
 ) -> None:
+    """Assemble and verify one blob. Idempotent: concurrent or repeated completions of the
+    same blob all answer alike, and a retry after a crash at any point finishes the job."""
     bu = blob_upload(upload, digest)
     if bu.done:
         return
+    key, multipart, size, parts = bu.key, bu.multipart_id, bu.size, bu.part_count
+    # Verifying reads the whole blob back: hold no transaction (nor SQLite's lock) meanwhile.
+    db.commit()
     try:
-        storage.complete(bu.key, bu.multipart_id, bu.size, bu.digest, bu.part_count)
+        storage.complete(key, multipart, size, digest, parts)
     except DigestMismatch as e:
+        db.refresh(bu)
+        if bu.done:  # a concurrent completion stored it
+            return
         # Start the blob over so the client can retry from scratch.
-        storage.abort(bu.key, bu.multipart_id)
-        bu.multipart_id = storage.begin(bu.key)
+        with contextlib.suppress(Exception):
+            storage.abort(key, multipart)
+        if bu.multipart_id == multipart:
+            bu.multipart_id = storage.begin(key)
         db.commit()
         raise InvalidBundle(f"blob {digest}: {e}") from None
-    _add_blob(db, storage, bu.digest, bu.size, bu.key)
+    _add_blob(db, storage, digest, size, key)
     bu.done = True
 
 

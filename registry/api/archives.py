@@ -90,6 +90,7 @@ def _compressed(chunks: Iterator[bytes], compression: str) -> Iterator[bytes]:
 
 def archive_response(reg: Registry, db: Session, v: Version, compression: str) -> StreamingResponse:
     members = _members(db, v)
+    db.commit()  # end the read transaction before streaming (SQLite: its lock)
     mtime = int(v.created_at.timestamp())
     filename = f"{v.name}-{v.version}{SUFFIXES[compression]}"
     media = {"none": "application/x-tar", "gzip": "application/gzip", "zstd": "application/zstd"}

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,31 +92,56 @@ class LocalStorage(Storage):
         return out
 
     def complete(self, key: str, upload: str, size: int, sha256: str, part_count: int) -> None:
+        # Idempotent and safe to run concurrently for one upload: each completion assembles
+        # into its own temp file, and only a verified file is renamed onto the
+        # content-addressed key, so whatever lies there has the right bytes.
         d = self._updir(upload)
+        dest = self._path(key)
+        if self._complete_at(dest, size):
+            shutil.rmtree(d, ignore_errors=True)
+            return
         got = self.parts(key, upload)
         missing = [n for n in range(1, part_count + 1) if n not in got]
         if missing:
+            if self._complete_at(dest, size):  # another completion finished meanwhile
+                return
             raise DigestMismatch(f"parts {missing[:5]} not uploaded")
         h = hashlib.sha256()
         total = 0
-        assembled = d / "assembled"
-        with open(assembled, "wb") as out:
-            for n in range(1, part_count + 1):
-                with open(d / f"{n:05d}", "rb") as f:
-                    while chunk := f.read(CHUNK):
-                        h.update(chunk)
-                        out.write(chunk)
-                        total += len(chunk)
-        if total != size or h.hexdigest() != sha256:
-            assembled.unlink()
-            raise DigestMismatch(
-                f"uploaded {total} bytes with sha256 {h.hexdigest()}, expected {size} bytes"
-                f" with sha256 {sha256}"
-            )
-        dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(assembled, dest)
+        fd, tmp = tempfile.mkstemp(dir=self.uploads, prefix=f"{upload}-", suffix=".blob")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for n in range(1, part_count + 1):
+                    with open(d / f"{n:05d}", "rb") as f:
+                        while chunk := f.read(CHUNK):
+                            h.update(chunk)
+                            out.write(chunk)
+                            total += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())  # never a renamed file with bytes still in flight
+            if total != size or h.hexdigest() != sha256:
+                raise DigestMismatch(
+                    f"uploaded {total} bytes with sha256 {h.hexdigest()}, expected {size}"
+                    f" bytes with sha256 {sha256}"
+                )
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+        except FileNotFoundError:
+            # A concurrent completion removed the parts after storing the blob.
+            if not self._complete_at(dest, size):
+                raise DigestMismatch(f"the parts of upload {upload} are gone") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         shutil.rmtree(d, ignore_errors=True)
+
+    def _complete_at(self, dest: Path, size: int) -> bool:
+        """Whether a verified blob of ``size`` bytes is at ``dest`` (only verified files
+        are ever renamed there)."""
+        try:
+            return dest.stat().st_size == size
+        except FileNotFoundError:
+            return False
 
     def abort(self, key: str, upload: str) -> None:
         shutil.rmtree(self._updir(upload), ignore_errors=True)

@@ -96,7 +96,7 @@ class S3Storage(Storage):
             self.client.head_object(Bucket=self.bucket, Key=key)
             return True
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _code(e) in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise
 
@@ -134,18 +134,16 @@ class S3Storage(Storage):
             )
 
     def parts(self, key: str, upload: str) -> dict[int, Part]:
+        return self._parts_or_none(key, upload) or {}
+
+    def _list_parts(self, key: str, upload: str) -> dict[int, Part]:
         out: dict[int, Part] = {}
-        try:
-            pages = self.client.get_paginator("list_parts").paginate(
-                Bucket=self.bucket, Key=key, UploadId=upload
-            )
-            for page in pages:
-                for p in page.get("Parts", []):
-                    out[p["PartNumber"]] = Part(p["PartNumber"], p["Size"], p["ETag"])
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "NoSuchUpload":
-                return {}
-            raise
+        pages = self.client.get_paginator("list_parts").paginate(
+            Bucket=self.bucket, Key=key, UploadId=upload
+        )
+        for page in pages:
+            for p in page.get("Parts", []):
+                out[p["PartNumber"]] = Part(p["PartNumber"], p["Size"], p["ETag"])
         return out
 
     def presign_part(self, key: str, upload: str, number: int, expiry: int) -> str | None:
@@ -165,18 +163,49 @@ class S3Storage(Storage):
         )
 
     def complete(self, key: str, upload: str, size: int, sha256: str, part_count: int) -> None:
-        got = self.parts(key, upload)
-        missing = [n for n in range(1, part_count + 1) if n not in got]
-        if missing:
-            raise DigestMismatch(f"parts {missing[:5]} not uploaded")
-        total = sum(got[n].size for n in range(1, part_count + 1))
-        if total != size:
-            raise DigestMismatch(f"uploaded {total} bytes, expected {size}")
-        parts = [{"PartNumber": n, "ETag": got[n].etag} for n in range(1, part_count + 1)]
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
-        )
+        # Idempotent: a completion that finds the multipart upload gone (a concurrent
+        # completion, or a crash after CompleteMultipartUpload) verifies the object instead.
+        try:
+            got = self._parts_or_none(key, upload)
+            if got is None:
+                return self._verify(key, size, sha256, gone=upload)
+            missing = [n for n in range(1, part_count + 1) if n not in got]
+            if missing:
+                raise DigestMismatch(f"parts {missing[:5]} not uploaded")
+            total = sum(got[n].size for n in range(1, part_count + 1))
+            if total != size:
+                raise DigestMismatch(f"uploaded {total} bytes, expected {size}")
+            parts = [{"PartNumber": n, "ETag": got[n].etag} for n in range(1, part_count + 1)]
+            try:
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+                )
+            except ClientError as e:
+                if _code(e) != "NoSuchUpload":
+                    raise
+            self._verify(key, size, sha256, gone=upload)
+        except (ClientError, BotoCoreError) as e:
+            raise StorageError(f"S3 completion of {key}: {e}") from None
+
+    def _parts_or_none(self, key: str, upload: str) -> dict[int, Part] | None:
+        try:
+            return self._list_parts(key, upload)
+        except ClientError as e:
+            if _code(e) == "NoSuchUpload":
+                return None
+            raise
+
+    def _verify(self, key: str, size: int, sha256: str, *, gone: str) -> None:
         # S3 has no whole-object sha256 for multipart uploads: read it back, streamed.
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as e:
+            if _code(e) in ("404", "NoSuchKey", "NotFound"):
+                raise DigestMismatch(f"upload {gone} is gone and {key} was never stored") from None
+            raise
+        if head["ContentLength"] != size:
+            self.delete(key)
+            raise DigestMismatch(f"stored {head['ContentLength']} bytes, expected {size}")
         h = hashlib.sha256()
         n = 0
         for chunk in self.read(key):
@@ -193,7 +222,7 @@ class S3Storage(Storage):
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            if _code(e) != "NoSuchUpload":
                 raise
 
     def list_keys(self) -> Iterator[str]:
@@ -203,3 +232,7 @@ class S3Storage(Storage):
         for page in pages:
             for obj in page.get("Contents", []):
                 yield obj["Key"]
+
+
+def _code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))

@@ -51,6 +51,7 @@ def get_blob(
         headers["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
     headers["Content-Length"] = str(end - start + 1 if blob.size else 0)
     key, metrics, storage = blob.key, reg.metrics, reg.storage
+    db.commit()  # end the read transaction before streaming (SQLite: its lock)
 
     def body():  # type: ignore[no-untyped-def]
         if blob.size == 0:

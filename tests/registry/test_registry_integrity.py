@@ -1,0 +1,228 @@
+"""Registry integrity (issue 13): what is pulled is exactly what was pushed, under concurrent
+completions, SQLite transactions and manifests that lie about sizes and digests.
+
+Each test runs on the embedded default (SQLite + local folder) and, where storage matters,
+on PostgreSQL + moto's S3 server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from jubako.registry.db.models import Base, Repository
+from jubako.registry.db.session import make_engine, make_sessionmaker
+from jubako.registry.storage.base import DigestMismatch
+from jubako.registry.storage.local import LocalStorage
+from sqlalchemy import func, select
+
+from jubako.manifest import FileEntry, ModelManifest, utcnow
+
+from .conftest import ADMIN
+
+EMPTY = hashlib.sha256(b"").hexdigest()
+BOTH = ["sqlite-local", "postgres-s3"]
+
+
+def model_manifest(name: str, version: str, files: dict[str, tuple[int, str]]) -> str:
+    """A model manifest text declaring ``files`` as path -> (size, sha256)."""
+    m = ModelManifest(
+        name=name,
+        version=version,
+        created_at=utcnow(),
+        framework="torch",
+        format="torch.state_dict",
+        files=[FileEntry(path=p, size=s, sha256=d) for p, (s, d) in files.items()],
+    )
+    return m.dump().decode()
+
+
+def raw(served) -> httpx.Client:  # type: ignore[no-untyped-def]
+    """An HTTP client that returns every answer (the tests look at status codes)."""
+    return httpx.Client(
+        base_url=served.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60
+    )
+
+
+def start_push(http: httpx.Client, name: str, version: str, files: dict[str, bytes]) -> dict:
+    decl = {p: (len(b), hashlib.sha256(b).hexdigest()) for p, b in files.items()}
+    r = http.put(
+        f"/api/v1/models/{name}/versions/{version}",
+        json={"manifest": model_manifest(name, version, decl)},
+    )
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def upload_parts(http: httpx.Client, upload: dict, files: dict[str, bytes]) -> None:
+    by_digest = {hashlib.sha256(b).hexdigest(): b for b in files.values()}
+    for blob in upload["blobs"]:
+        data = by_digest[blob["digest"]]
+        for part in blob["parts"]:
+            start = (part["number"] - 1) * blob["part_size"]
+            r = http.put(
+                f"/api/v1/uploads/{upload['id']}/blobs/{blob['digest']}/parts/{part['number']}",
+                content=data[start : start + part["size"]],
+            )
+            assert r.status_code == 200, r.text
+
+
+def blob_bytes(http: httpx.Client, digest: str) -> bytes:
+    r = http.get(f"/api/v1/blobs/{digest}")
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+# --- item 1: completion is atomic and idempotent ----------------------------------------
+
+
+def test_local_storage_concurrent_completes_store_the_right_bytes(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "blobs")
+    for _ in range(5):
+        data = os.urandom(3 << 20)
+        digest = hashlib.sha256(data).hexdigest()
+        key = storage.key_for(digest, "u")
+        upload = storage.begin(key)
+        spool = tmp_path / "part"
+        spool.write_bytes(data)
+        storage.put_part(key, upload, 1, spool, len(data))
+        barrier = threading.Barrier(4)
+
+        def complete(barrier: threading.Barrier = barrier) -> None:
+            barrier.wait(10)
+            storage.complete(key, upload, len(data), digest, 1)  # noqa: B023
+
+        with ThreadPoolExecutor(4) as pool:
+            for f in [pool.submit(complete) for _ in range(4)]:
+                f.result(timeout=60)
+        assert hashlib.sha256(b"".join(storage.read(key))).hexdigest() == digest
+        storage.delete(key)
+    assert list(storage.uploads.iterdir()) == []  # no temp files or part folders left
+
+
+def test_local_storage_mismatch_leaves_nothing(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "blobs")
+    data = b"x" * 1000
+    digest = hashlib.sha256(b"y" * 1000).hexdigest()
+    key = storage.key_for(digest, "u")
+    upload = storage.begin(key)
+    spool = tmp_path / "part"
+    spool.write_bytes(data)
+    storage.put_part(key, upload, 1, spool, len(data))
+    with pytest.raises(DigestMismatch):
+        storage.complete(key, upload, len(data), digest, 1)
+    assert not storage.exists(key)
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_concurrent_blob_completes_answer_alike(registry) -> None:  # type: ignore[no-untyped-def]
+    with raw(registry) as http:
+        for i in range(4):
+            files = {"w.bin": os.urandom(3 << 20)}
+            push = start_push(http, "race", f"v{i}", files)
+            upload = push["upload"]
+            upload_parts(http, upload, files)
+            digest = upload["blobs"][0]["digest"]
+            barrier = threading.Barrier(3)
+
+            def complete(barrier: threading.Barrier = barrier) -> int:
+                barrier.wait(10)
+                url = f"/api/v1/uploads/{upload['id']}/blobs/{digest}/complete"  # noqa: B023
+                return http.post(url).status_code
+
+            with ThreadPoolExecutor(3) as pool:
+                codes = [f.result(timeout=120) for f in [pool.submit(complete) for _ in range(3)]]
+            assert codes == [200, 200, 200]
+            r = http.post(
+                f"/api/v1/uploads/{upload['id']}/complete",
+                json={"digest": push["version"]["digest"]},
+            )
+            assert r.status_code == 200 and r.json()["state"] == "ready", r.text
+            assert blob_bytes(http, digest) == files["w.bin"]
+
+
+# --- item 2: SQLite transactions behave like PostgreSQL's --------------------------------
+
+
+def test_sqlite_savepoint_does_not_commit_early(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    engine = make_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    sessions = make_sessionmaker(engine)
+
+    def visible() -> int:
+        other = sqlite3.connect(path)
+        try:
+            return other.execute("select count(*) from repositories").fetchone()[0]
+        finally:
+            other.close()
+
+    with sessions() as db:
+        db.scalar(select(func.count(Repository.id)))  # the request reads first
+        with db.begin_nested():
+            db.add(Repository(kind="model", name="a"))
+        assert visible() == 0  # not before the request commits
+        db.rollback()
+    assert visible() == 0
+    with sessions() as db:
+        with db.begin_nested():
+            db.add(Repository(kind="model", name="b"))
+        db.commit()
+    assert visible() == 1
+    engine.dispose()
+
+
+# --- item 3: no blob is recorded under a digest the server did not verify ---------------
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_manifest_cannot_poison_a_blob(registry) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(17_000)
+    digest = hashlib.sha256(data).hexdigest()
+    with raw(registry) as http:
+        lies = [
+            {"w.bin": (0, digest)},  # empty file under another file's digest
+            {"w.bin": (5, EMPTY)},  # the empty file's digest with a size
+            {"a.bin": (17_000, digest), "b.bin": (16_000, digest)},  # one digest, two sizes
+        ]
+        for i, files in enumerate(lies):
+            r = http.put(
+                f"/api/v1/models/evil/versions/v{i}",
+                json={"manifest": model_manifest("evil", f"v{i}", files)},
+            )
+            assert r.status_code == 422, (files, r.status_code, r.text)
+        assert http.get(f"/api/v1/blobs/{digest}").status_code == 404
+
+        # The real owner pushes the bytes: they are uploaded and verified.
+        files = {"weights.bin": data}
+        push = start_push(http, "owner", "v1", files)
+        assert [b["digest"] for b in push["upload"]["blobs"]] == [digest]
+        upload_parts(http, push["upload"], files)
+        assert http.post(
+            f"/api/v1/uploads/{push['upload']['id']}/blobs/{digest}/complete"
+        ).is_success
+        r = http.post(
+            f"/api/v1/uploads/{push['upload']['id']}/complete",
+            json={"digest": push["version"]["digest"]},
+        )
+        assert r.status_code == 200, r.text
+        assert blob_bytes(http, digest) == data
+
+        # Once stored, the digest cannot be claimed with another size.
+        r = http.put(
+            "/api/v1/models/evil/versions/v9",
+            json={"manifest": model_manifest("evil", "v9", {"w.bin": (100, digest)})},
+        )
+        assert r.status_code == 422, r.text
+        # An honest empty file is fine.
+        r = http.put(
+            "/api/v1/models/empty/versions/v1",
+            json={"manifest": model_manifest("empty", "v1", {"e": (0, EMPTY)})},
+        )
+        assert r.status_code in (200, 201), r.text
