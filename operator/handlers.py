@@ -10,6 +10,7 @@ the registry's usage record. Handlers are sync: kopf runs them in worker threads
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -65,8 +66,11 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
                       id=f"child-{plural}")(child_changed)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, backoff=2)
-    def deleted(name: str, namespace: str, spec: Any, retry: int, **_: Any) -> None:
-        url = (spec.get("registry") or {}).get("url")
+    def deleted(name: str, namespace: str, body: Any, retry: int, **_: Any) -> None:
+        # The raw spec, which may be anything when the schema did not run.
+        spec = body.get("spec")
+        registry = spec.get("registry") if isinstance(spec, Mapping) else None
+        url = registry.get("url") if isinstance(registry, Mapping) else None
         if forget(ctx, namespace, name, url) or retry + 1 >= DELETE_TRIES:
             return  # children go with the owner (ownerReferences); nothing else to do
         raise kopf.TemporaryError("could not clear the registry's usage record", delay=2)

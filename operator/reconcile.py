@@ -78,8 +78,10 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     owner = Owner(meta["name"], meta["namespace"], meta["uid"])
     old_status = body.get("status") or {}
-    raw_spec = body.get("spec") or {}
-    observed = Observed(generation=int(meta.get("generation", 1)), requested=str(raw_spec.get("bento", "")))
+    raw_spec = body.get("spec")
+    # Validated by parse_spec below; the schema may not have run (an old CRD, a lax server).
+    requested = raw_spec.get("bento", "") if isinstance(raw_spec, dict) else ""
+    observed = Observed(generation=int(meta.get("generation", 1)), requested=str(requested))
     live: dict[tuple[str, str], dict[str, Any]] | None = None
     spec: BentoDeploymentSpec | None = None
     try:

@@ -9,6 +9,7 @@ the selector labels the operator uses to find its children again. Names:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,19 @@ class Owner:
     name: str
     namespace: str
     uid: str
+
+
+_LABEL_INVALID = re.compile(r"[^-A-Za-z0-9_.]")
+_LABEL_EDGES = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
+
+
+def label_value(text: str) -> str:
+    """A valid label value for `text`: at most 63 characters, alphanumeric at both ends.
+
+    Tags like `edge:v1-` or `edge:2024.1.` are valid versions but not label values; the label
+    is informational (selectors never use it), the exact tag stays in the pod's arguments.
+    """
+    return _LABEL_EDGES.sub("", _LABEL_INVALID.sub("-", text)[:63])
 
 
 def proxy_name(owner: Owner) -> str:
@@ -68,8 +82,8 @@ def selector_labels(owner: Owner, component: str, group: str | None = None) -> d
 
 def common_labels(owner: Owner, tag: Tag, component: str, group: str | None = None) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": tag.name,
-        "app.kubernetes.io/version": tag.version,
+        "app.kubernetes.io/name": label_value(tag.name),
+        "app.kubernetes.io/version": label_value(tag.version),
         "app.kubernetes.io/part-of": "jubako",
         "app.kubernetes.io/managed-by": MANAGED_BY,
         **selector_labels(owner, component, group),

@@ -8,9 +8,11 @@ Kubernetes-native sub-objects (env, volumes, tolerations...) pass through untouc
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from kubernetes.utils import parse_quantity
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from jubako.errors import InvalidTag, JubakoError
@@ -21,6 +23,13 @@ VERSION = "v1alpha1"
 PLURAL = "bentodeployments"
 KIND = "BentoDeployment"
 MAX_NAME = 40
+# Names become Services (DNS-1035 labels). A name with a `-worker` segment could render a
+# child another BentoDeployment renders too (`col` + group `default` vs `col-worker-default`
+# both want Service col-worker-default): refusing it makes child names collision-free
+# (tests/operator/test_operator_validation.py checks this exhaustively on a small alphabet).
+# The CRD's CEL rules say the same.
+NAME_PATTERN = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+RESERVED_SEGMENT = re.compile(r"-worker(-|$)")
 
 
 class SpecError(JubakoError):
@@ -41,10 +50,22 @@ class Registry(_Model):
     token_secret_ref: TokenSecretRef | None = None
 
 
+def _quantity(value: str | int) -> str | int:
+    # The API server would refuse the Deployment later, half-way through applying.
+    try:
+        parse_quantity(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity") from None
+    return value
+
+
+Quantity = Annotated[str | int, AfterValidator(_quantity)]
+
+
 class Resources(_Model):
     gpu: int = Field(default=0, ge=0)
-    requests: dict[str, str | int] = Field(default_factory=dict)
-    limits: dict[str, str | int] = Field(default_factory=dict)
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
 class Autoscaling(_Model):
@@ -137,10 +158,26 @@ class BentoDeploymentSpec(_Model):
         return self
 
 
-def parse_spec(name: str, spec: dict[str, Any]) -> BentoDeploymentSpec:
-    """Validate a raw spec; raise SpecError with every problem on one line."""
+def check_name(name: str) -> None:
     if len(name) > MAX_NAME:
         raise SpecError(f"name {name!r} is longer than {MAX_NAME} characters")
+    if not NAME_PATTERN.fullmatch(name):
+        raise SpecError(
+            f"name {name!r} is not a DNS-1035 label (lower-case letters, digits and '-',"
+            " starting with a letter): its Services could not be created"
+        )
+    if RESERVED_SEGMENT.search(name):
+        raise SpecError(
+            f"name {name!r} contains a '-worker' segment: its children's names could collide"
+            " with another BentoDeployment's worker groups"
+        )
+
+
+def parse_spec(name: str, spec: Any) -> BentoDeploymentSpec:
+    """Validate a raw spec; raise SpecError with every problem on one line."""
+    check_name(name)
+    if not isinstance(spec, dict):
+        raise SpecError(f"invalid spec: spec must be an object, got {type(spec).__name__}")
     try:
         return BentoDeploymentSpec.model_validate(spec)
     except ValidationError as exc:

@@ -236,3 +236,17 @@ def test_delete_clears_usage_through_the_finalizer(cluster, registry, operator):
     cluster.kube.delete(API_VERSION, KIND, NS, "mlp-onnx")
     wait_for("gone", lambda: _bd(cluster) is None)
     assert "default/mlp-onnx" not in registry.deployments
+
+
+@pytest.mark.parametrize("spec", ["oops", {"bento": "mlp-onnx", "proxy": {"resources": {"limits": {"memory": "lots"}}}}],
+                         ids=["not-an-object", "bad-quantity"])
+def test_spec_the_schema_would_refuse_is_reported_not_crashed_on(cluster, operator, spec):
+    # Without the API server's schema (an old CRD, a server that skipped it) the operator
+    # still writes a status that says what is wrong, and creates nothing.
+    cr = _example("mlp-onnx")
+    cr["spec"] = spec
+    cluster.kube.create(cr)
+    cond = wait_for("degraded", lambda: _settled(cluster) and _condition(cluster, "Degraded"))
+    assert (cond["status"], cond["reason"]) == ("True", "InvalidSpec")
+    assert ("must be an object" if spec == "oops" else "'lots' is not a Kubernetes quantity") in cond["message"]
+    assert _get(cluster, "apps/v1", "Deployment", "mlp-onnx-proxy") is None
