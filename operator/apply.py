@@ -94,6 +94,24 @@ def merge_patch(previous: Any, desired: Any) -> Any:
     return patch
 
 
+# Fields the operator stops rendering when another controller takes them over: a merge patch
+# must not null them (a Deployment handed to an HPA would drop to 1 replica until the HPA
+# acts); the live value stays, as `kubectl apply` leaves it when the field is omitted.
+HANDED_OFF: dict[str, tuple[str, str]] = {"Deployment": ("spec", "replicas")}
+
+
+def child_patch(previous: Any, desired: Manifest) -> Manifest:
+    """merge_patch, minus the removal of a field handed off to another controller."""
+    patch: Manifest = merge_patch(previous, desired)
+    handed = HANDED_OFF.get(desired["kind"])
+    if handed is not None:
+        section, key = handed
+        part = patch.get(section)
+        if isinstance(part, dict) and key in part and part[key] is None:
+            del part[key]
+    return patch
+
+
 def needs_patch(live: Manifest, desired: Manifest) -> bool:
     return live.get("metadata", {}).get("annotations", {}).get(LAST_APPLIED) != (
         desired["metadata"]["annotations"][LAST_APPLIED]
@@ -142,7 +160,7 @@ def apply(kube: Kube, owner: Owner, children: list[Manifest]) -> Result:
                 continue
         if needs_patch(current, desired):
             meta = desired["metadata"]
-            patch = merge_patch(previous_of(current), desired)
+            patch = child_patch(previous_of(current), desired)
             try:
                 result.live[key] = kube.patch(
                     desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"], patch

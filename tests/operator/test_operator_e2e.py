@@ -250,3 +250,27 @@ def test_spec_the_schema_would_refuse_is_reported_not_crashed_on(cluster, operat
     assert (cond["status"], cond["reason"]) == ("True", "InvalidSpec")
     assert ("must be an object" if spec == "oops" else "'lots' is not a Kubernetes quantity") in cond["message"]
     assert _get(cluster, "apps/v1", "Deployment", "mlp-onnx-proxy") is None
+
+
+def test_enabling_autoscaling_keeps_the_current_replicas(cluster, operator):
+    cr = _example("mlp-onnx")
+    cr["spec"]["workers"] = [{"name": "cpu", "replicas": 5}]
+    cluster.kube.create(cr)
+    wait_for("5 workers", lambda: (_get(cluster, "apps/v1", "Deployment", "mlp-onnx-worker-cpu") or {})
+             .get("spec", {}).get("replicas") == 5)
+    mark = len(cluster.requests())
+    cluster.kube.patch(API_VERSION, KIND, NS, "mlp-onnx", {"spec": {"workers": [
+        {"name": "cpu", "replicas": 5, "autoscaling": {"minReplicas": 2, "maxReplicas": 8,
+                                                       "targetQueueDepth": 4}}]}})
+    wait_for("the HPA", lambda: _get(cluster, "autoscaling/v2", "HorizontalPodAutoscaler", "mlp-onnx-worker-cpu"))
+    wait_for("status", lambda: _settled(cluster))
+    # A real API server defaults a null `replicas` to 1 until the HPA acts: never send one.
+    patches = [r.data for r in cluster.requests()[mark:] if r.method.value == "PATCH"
+               and r.url.path.endswith("/deployments/mlp-onnx-worker-cpu")]
+    assert all("replicas" not in (p.get("spec") or {}) for p in patches), patches
+    assert _get(cluster, "apps/v1", "Deployment", "mlp-onnx-worker-cpu")["spec"]["replicas"] == 5
+    # Handing replicas back to the spec sets them again.
+    cluster.kube.patch(API_VERSION, KIND, NS, "mlp-onnx", {"spec": {"workers": [{"name": "cpu", "replicas": 3}]}})
+    wait_for("3 workers", lambda: _get(cluster, "apps/v1", "Deployment", "mlp-onnx-worker-cpu")["spec"]
+             .get("replicas") == 3)
+    wait_for("HPA gone", lambda: _get(cluster, "autoscaling/v2", "HorizontalPodAutoscaler", "mlp-onnx-worker-cpu") is None)

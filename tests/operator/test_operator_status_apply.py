@@ -97,3 +97,14 @@ def test_needs_patch_only_when_something_differs():
     assert not needs_patch(live, desired)
     changed = record({**child, "spec": {"ports": [{"port": 81}]}})
     assert needs_patch(live, changed)
+
+
+def test_a_deployment_handed_to_an_hpa_keeps_its_replicas():
+    from jubako.operator.apply import child_patch
+
+    previous = {"kind": "Deployment", "spec": {"replicas": 5, "paused": False}}
+    desired = {"kind": "Deployment", "spec": {}}
+    assert child_patch(previous, desired) == {"kind": "Deployment", "spec": {"paused": None}}
+    # Other kinds lose what is no longer desired, replicas included.
+    assert child_patch({"kind": "X", "spec": {"replicas": 5}}, {"kind": "X", "spec": {}}) == {
+        "kind": "X", "spec": {"replicas": None}}
