@@ -14,6 +14,10 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path.home() / ".jubako")
     # "auto" picks CUDA when present; "cpu", "cuda" or "cuda:N" force a device.
     device: str = "auto"
+    # jubako serve: make a per-bento virtual environment when the bento's requirements are not
+    # met here (docs/requirements.md), cached under ``venvs`` (default: $JUBAKO_HOME/venvs).
+    install: bool = False
+    venvs: Path | None = None
 
 
 def settings() -> Settings:

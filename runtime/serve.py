@@ -66,12 +66,13 @@ class Child:
 
 
 def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1",
-          ready_timeout: float = 120.0) -> None:
+          ready_timeout: float = 120.0, install: bool = False) -> None:
     from jubako.loader import open_bento
 
     bundle = open_bento(bento)  # fail here, with a clear message, not in every child
     if workers < 1:
         raise JubakoError("--workers must be >= 1")
+    worker_python = _worker_python(bundle, install)
     env = dict(os.environ)
     if not env.get("JUBAKO_NUM_THREADS"):
         env["JUBAKO_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
@@ -81,7 +82,7 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
     py = [sys.executable, "-P", "-m", "jubako.runtime"]
     wports = [(free_port(), free_port()) for _ in range(workers)]
     children = [
-        Child(f"worker {i}", [*py, "worker", "--bento", path, "--host", "127.0.0.1", "--port", str(p),
+        Child(f"worker {i}", [worker_python, *py[1:], "worker", "--bento", path, "--host", "127.0.0.1", "--port", str(p),
                               "--http-port", str(h)], env)
         for i, (p, h) in enumerate(wports)
     ]
@@ -125,6 +126,20 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
         for c in children:
             c.stop(35)
     print("jubako serve: stopped", file=sys.stderr, flush=True)
+
+
+def _worker_python(bundle: object, install: bool) -> str:
+    """Requirements (docs/requirements.md), before any worker starts: this python when it has
+    what the bento needs; with ``install`` (or JUBAKO_INSTALL=1) the python of the bento's own
+    venv, layered on this environment; otherwise refuse, naming each missing package."""
+    from jubako.config import home, settings
+    from jubako.environment import prepare
+
+    cfg = settings()
+    python = prepare(bundle, install or cfg.install, cfg.venvs or home() / "venvs")  # type: ignore[arg-type]
+    if python != sys.executable:
+        print(f"jubako serve: workers run in {Path(python).parent.parent}", file=sys.stderr, flush=True)
+    return python
 
 
 def _ready(url: str) -> bool:

@@ -23,12 +23,13 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="HTTP port of the proxy.")] = 3000,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes (each loads the models).")] = 1,
     host: Annotated[str, typer.Option(help="Address the proxy listens on.")] = "127.0.0.1",
+    install: Annotated[bool, typer.Option("--install", help="Install missing requirements into a per-bento venv [env JUBAKO_INSTALL].")] = False,
 ) -> None:
     """Serve a bento here: one proxy and N workers; Ctrl-C stops everything."""
     from jubako.runtime.serve import bento_arg
     from jubako.runtime.serve import serve as do_serve
 
-    do_serve(bento_arg(bento), port=port, workers=workers, host=host)
+    do_serve(bento_arg(bento), port=port, workers=workers, host=host, install=install)
 
 
 def proxy(

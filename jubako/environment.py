@@ -1,0 +1,161 @@
+"""Where a bento runs: check the environment against its requirements, or make one that fits.
+
+``check`` compares the installed distributions with the bento's requirement lines (explicit
+ones, then the inferred pins). ``ensure_venv`` makes a virtual environment for the bento,
+layered on the current one (its packages first, then everything installed here, jubako
+included), installs the requirements with pip (from the bento's wheels when it carries them,
+else from the configured index), and caches it by a digest of what went into it, so a second
+start with the same requirements reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import venv
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from .errors import JubakoError
+from .manifest import BentoManifest
+from .requirements import resolved
+from .store import Bundle
+
+READY = ".jubako-ready"  # written last: a venv without it is half-made and is made again
+PIP_TIMEOUT_S = 900
+
+
+class RequirementsNotMet(JubakoError):
+    """The environment lacks packages the bento needs (or has them at other versions)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    requirement: str
+    installed: str | None  # None: not installed
+
+    def __str__(self) -> str:
+        if self.installed is None:
+            return f"{self.requirement} (not installed)"
+        return f"{self.requirement} (installed: {self.installed})"
+
+
+def needed(manifest: BentoManifest) -> list[str]:
+    return resolved(manifest.python.requirements, manifest.python.inferred)
+
+
+def check(lines: list[str], version: Callable[[str], str] = metadata.version) -> list[Problem]:
+    """The requirement lines the environment does not satisfy (markers are honoured)."""
+    problems = []
+    for line in lines:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            installed = version(req.name)
+        except metadata.PackageNotFoundError:
+            problems.append(Problem(line, None))
+            continue
+        if req.specifier and not req.specifier.contains(installed, prereleases=True):
+            problems.append(Problem(line, installed))
+    return problems
+
+
+def refusal(bundle: Bundle[BentoManifest], problems: list[Problem]) -> RequirementsNotMet:
+    listed = "; ".join(str(p) for p in problems)
+    return RequirementsNotMet(
+        f"{bundle.manifest.tag} needs packages this environment lacks: {listed}."
+        " Install them, or run with --install (JUBAKO_INSTALL=1) to make a virtual environment"
+        " for this bento"
+    )
+
+
+def digest(bundle: Bundle[BentoManifest]) -> str:
+    """What the venv depends on: this interpreter and environment, the lines, the wheels."""
+    m = bundle.manifest
+    sha = {f.path: f.sha256 for f in m.files}
+    data = {
+        "python": sys.version,
+        "base": sys.prefix,
+        "requirements": needed(m),
+        "wheels": [sha.get(w, w) for w in m.python.wheels],
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _python(root: Path) -> Path:
+    return root / "bin" / "python"
+
+
+def _site_packages(root: Path) -> Path:
+    return root / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+
+def ensure_venv(bundle: Bundle[BentoManifest], cache: Path) -> Path:
+    """The python of a venv that satisfies the bento (made on first use); raises with pip's error."""
+    root = cache / digest(bundle)
+    if (root / READY).is_file():
+        return _python(root)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".{root.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        venv.EnvBuilder(with_pip=False, symlinks=True).create(tmp)
+        # Layered, not copied: this environment's site folders come after the venv's own, so
+        # the bento's packages win and everything else (jubako, torch) is shared. addsitedir
+        # also runs their .pth files (an editable jubako needs them).
+        layers = [p for p in site.getsitepackages() if Path(p).is_dir()]
+        (_site_packages(tmp) / "_jubako_layers.pth").write_text(
+            "".join(f"import site; site.addsitedir({p!r})\n" for p in layers)
+        )
+        _pip_install(bundle, tmp)
+        (tmp / READY).write_text(json.dumps({"bento": str(bundle.manifest.tag), "lines": needed(bundle.manifest)}))
+        try:
+            tmp.rename(root)
+        except OSError:
+            if not (root / READY).is_file():  # another start made it at the same moment
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _python(root)
+
+
+def _pip_install(bundle: Bundle[BentoManifest], target: Path) -> None:
+    m = bundle.manifest
+    lines = needed(m)
+    if not lines:
+        return
+    source: list[str] = []
+    if m.python.wheels:  # carried for clusters without an index: never reach out then
+        source = ["--no-index", "--find-links", str(bundle.path / "wheels")]
+    cmd = [
+        sys.executable, "-m", "pip", "--python", str(_python(target)), "install", "--no-input",
+        "--disable-pip-version-check", *source, *lines,
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RequirementsNotMet(f"pip install for {m.tag}: no answer in {PIP_TIMEOUT_S} s") from None
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise RequirementsNotMet(f"cannot install the requirements of {m.tag} ({', '.join(lines)}): pip says: {tail}")
+
+
+def prepare(bundle: Bundle[BentoManifest], install: bool, cache: Path) -> str:
+    """The python the bento's workers run with: this one when it satisfies the bento, else the
+    bento's venv when ``install``; otherwise refuse, naming every missing or mismatched package."""
+    problems = check(needed(bundle.manifest))
+    if not problems:
+        return sys.executable
+    if not install:
+        raise refusal(bundle, problems)
+    return str(ensure_venv(bundle, cache))

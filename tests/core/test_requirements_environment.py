@@ -1,0 +1,35 @@
+"""Checking an environment against a bento's requirements (pure parts of jubako/environment.py)."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+from jubako.build import build as build_bento
+from jubako.environment import Problem, check, digest, needed
+from jubako.store import Store
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_check_names_what_is_missing_or_at_another_version() -> None:
+    yaml_version = metadata.version("PyYAML")
+    problems = check([
+        "PyYAML==0.1", f"pyyaml=={yaml_version}", "numpy>=1", "no-such-dist-here>=2",
+        "only-on-old-pythons==1; python_version < '3'",
+    ])
+    assert problems == [Problem("PyYAML==0.1", yaml_version), Problem("no-such-dist-here>=2", None)]
+    assert [str(p) for p in problems] == [
+        f"PyYAML==0.1 (installed: {yaml_version})", "no-such-dist-here>=2 (not installed)",
+    ]
+
+
+def test_needed_lines_and_digest_follow_the_requirements(tmp_path: Path) -> None:
+    store = Store(tmp_path / "home")
+    a = build_bento(EXAMPLES / "slugger", store=store)
+    assert needed(a.manifest) == [f"python-slugify=={metadata.version('python-slugify')}"]
+    assert check(needed(a.manifest)) == []  # the dev environment has it: serve runs as is
+    b = build_bento(EXAMPLES / "slugger", store=store)
+    assert digest(a) == digest(b)  # same requirements and interpreter: one venv for both
+    a.manifest.python.requirements = ["python-slugify==8.0.4"]
+    assert digest(a) != digest(b)
