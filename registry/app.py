@@ -23,6 +23,7 @@ from jubako import __version__
 from jubako.errors import JubakoError
 
 from . import auth, migrate, service
+from .api.gate import ApiGate
 from .api.routes import (
     admin,
     archive_upload,
@@ -38,6 +39,7 @@ from .db.session import make_engine, make_sessionmaker
 from .docs_ui import add_docs
 from .errors import Conflict, status_of
 from .metrics import Metrics
+from .ratelimit import FailureLimiter
 from .state import Registry
 from .storage import Storage, from_settings
 
@@ -70,6 +72,7 @@ def open_registry(settings: Settings, storage: Storage | None = None) -> Registr
         storage=storage,
         metrics=Metrics(),
         spool_dir=Path(spool),
+        auth_failures=FailureLimiter(settings.auth_max_failures, settings.auth_failure_window_s),
     )
 
 
@@ -200,5 +203,6 @@ def create_app(
         from .dashboard import add_dashboard
 
         add_dashboard(app)
-    app.add_middleware(MetricsMiddleware, metrics=reg.metrics)
+    app.add_middleware(ApiGate, registry=reg)  # tokens and body caps before any body is read
+    app.add_middleware(MetricsMiddleware, metrics=reg.metrics)  # outermost: counts refusals too
     return app

@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     bootstrap_token: str = ""  # an admin token to create at start when no token exists
     public_url: str = ""  # base URL of the registry as clients see it (download links)
     max_manifest_bytes: int = 4 << 20
+    # Request bodies: JSON and forms, then archive uploads (POST /api/v1/archives, the
+    # dashboard's upload). Parts are also held to their declared size. Over a cap: 413.
+    max_body_bytes: int = Field(default=16 << 20, ge=1024)
+    max_upload_bytes: int = Field(default=16 << 30, ge=1024)
+    # Failed token checks and logins per client address (and per user name for password
+    # logins) within the window before 429; counted in this process, so per replica.
+    auth_max_failures: int = Field(default=50, ge=0)  # 0: no limit
+    auth_failure_window_s: int = Field(default=60, ge=1)
     environment: Literal["development", "production"] = "development"
 
     @model_validator(mode="after")

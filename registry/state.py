@@ -1,4 +1,4 @@
-"""What a running registry holds: settings, database, storage, metrics."""
+"""What a running registry holds: settings, database, storage, metrics, failure counts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
 from .metrics import Metrics
+from .ratelimit import FailureLimiter
 from .storage import Storage
 
 
@@ -21,3 +22,4 @@ class Registry:
     storage: Storage
     metrics: Metrics
     spool_dir: Path  # where streamed-through parts are spooled before they are stored
+    auth_failures: FailureLimiter  # failed token checks and logins (brute-force protection)

@@ -79,9 +79,21 @@ def login(
 ) -> Response:
     ctx = Ctx.of(request)
     ctx.check_csrf(csrf)
+    user, token = user.strip(), token.strip()
+    # Failed logins are limited per address, and password logins per user name too.
+    keys = [f"addr:{ctx.client}"] + ([f"user:{user}"] if method == "password" and user else [])
+    limiter = ctx.reg.auth_failures
+    wait = limiter.retry_after(*keys)
+    if wait:
+        page = ctx.render("login.html", status=429, next=next, user=user, method=method,
+                          error=f"Too many failed logins; try again in {wait} s.")
+        page.headers["Retry-After"] = str(wait)
+        return page
     with ctx.reg.sessions() as db:
         if method == "password":
-            u = auth.check_password(db, user.strip(), password)
+            # A NUL byte or an overlong name cannot be a user (PostgreSQL refuses NUL).
+            valid = user and len(user) <= 128 and "\x00" not in user
+            u = auth.check_password(db, user, password) if valid else None
             if u is not None:
                 ctx.new_session(user_id=u.id, pw=password_fingerprint(u))
                 service.audit(db, service.Caller(u.name, None, u.scope or "", ctx.client),
@@ -90,7 +102,7 @@ def login(
                 return ctx.redirect(safe_next(next))
             error = "Unknown user name or wrong password (or no password login for this user)."
         else:
-            tok = auth.authenticate(db, token.strip()) if token.strip() else None
+            tok = auth.authenticate(db, token) if token else None
             if tok is not None:
                 ctx.new_session(token_id=tok.id)
                 service.audit(db, service.Caller(tok.user.name, tok.id, tok.scope, ctx.client),
@@ -98,6 +110,13 @@ def login(
                 db.commit()
                 return ctx.redirect(safe_next(next))
             error = "This token is unknown, expired or revoked."
+        if user or token:  # an empty form guesses nothing
+            limiter.failed(*keys)
+            shown = user.replace("\x00", "")[:100] if method == "password" else ""
+            service.audit(db, service.Caller(shown or "anonymous", None, "", ctx.client),
+                          "dashboard.login.failed", f"user {shown}" if shown else "token",
+                          method="password" if method == "password" else "token")
+            db.commit()
     return ctx.render("login.html", status=401, next=next, error=error, user=user, method=method)
 
 
