@@ -7,6 +7,7 @@ timer. Calls for the same object are serialised by a lock.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -28,6 +29,8 @@ from .status import Observed, Problem
 
 log = logging.getLogger(__name__)
 API_VERSION = f"{GROUP}/{VERSION}"
+# Where the resolved tag is pinned (JSON: requested, resolved, digest).
+PIN_ANNOTATION = f"{GROUP}/pinned-bento"
 STATUS_KEYS = ("observedGeneration", "bento", "ready", "url", "proxy", "workers", "conditions")
 
 
@@ -78,6 +81,9 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     owner = Owner(meta["name"], meta["namespace"], meta["uid"])
     old_status = body.get("status") or {}
+    if not isinstance(old_status, dict):
+        old_status = {}
+    pinned = previous_pin(body)
     raw_spec = body.get("spec")
     # Validated by parse_spec below; the schema may not have run (an old CRD, a lax server).
     requested = raw_spec.get("bento", "") if isinstance(raw_spec, dict) else ""
@@ -89,9 +95,10 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
     except SpecError as exc:
         # No retry loop: the spec will not fix itself; the next spec change or resync re-checks.
         observed.spec_problem = Problem("InvalidSpec", str(exc))
-        _keep_previous_resolution(observed, old_status)
+        _keep_previous_resolution(observed, pinned)
     if spec is not None:
-        _resolve(ctx, spec, old_status, observed)
+        _resolve(ctx, spec, pinned, observed)
+        _write_pin(ctx, body, pinned, observed)
         observed.url = service_url(owner, spec, ctx.settings)
         if observed.resolved and not observed.spec_problem:
             children = render(owner, spec, Tag.parse(observed.resolved), ctx.settings)
@@ -108,8 +115,37 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
     _report_usage(ctx, owner, registry_url, new_status)
 
 
-def _keep_previous_resolution(observed: Observed, old_status: dict[str, Any]) -> None:
-    previous = old_status.get("bento") or {}
+def previous_pin(body: dict[str, Any]) -> dict[str, str]:
+    """The last resolution: the pin annotation, else (objects from before it) the status.
+
+    The annotation survives what status does not (a restore from backup, a replace of the
+    status subresource), so a lost status never re-resolves `latest` behind the user's back.
+    """
+    text = (body.get("metadata", {}).get("annotations") or {}).get(PIN_ANNOTATION)
+    try:
+        pin = json.loads(text) if text else None
+    except ValueError:
+        pin = None
+    if not isinstance(pin, dict):
+        status = body.get("status")
+        pin = (status.get("bento") if isinstance(status, dict) else None) or {}
+    return {k: str(pin[k]) for k in ("requested", "resolved", "digest") if isinstance(pin.get(k), str)}
+
+
+def _write_pin(ctx: Context, body: dict[str, Any], pinned: dict[str, str], observed: Observed) -> None:
+    if not observed.resolved or observed.resolve_problem:
+        return
+    pin = {"requested": observed.requested, "resolved": observed.resolved, "digest": observed.digest}
+    text = json.dumps(pin, sort_keys=True, separators=(",", ":"))
+    if (body["metadata"].get("annotations") or {}).get(PIN_ANNOTATION) == text:
+        return
+    meta = body["metadata"]
+    # Written before any child: whatever runs from now on is recorded where it survives.
+    ctx.kube.patch(API_VERSION, KIND, meta["namespace"], meta["name"],
+                   {"metadata": {"annotations": {PIN_ANNOTATION: text}}})
+
+
+def _keep_previous_resolution(observed: Observed, previous: dict[str, str]) -> None:
     if previous.get("resolved"):
         observed.requested = previous.get("requested", observed.requested)
         observed.resolved = previous["resolved"]
@@ -117,10 +153,9 @@ def _keep_previous_resolution(observed: Observed, old_status: dict[str, Any]) ->
 
 
 def _resolve(
-    ctx: Context, spec: BentoDeploymentSpec, old_status: dict[str, Any], observed: Observed
+    ctx: Context, spec: BentoDeploymentSpec, previous: dict[str, str], observed: Observed
 ) -> None:
     """Pin the tag: ask the registry only when the request changed since the last answer."""
-    previous = old_status.get("bento") or {}
     if previous.get("requested") == spec.bento and previous.get("resolved"):
         observed.resolved, observed.digest = previous["resolved"], previous.get("digest", "")
         return
@@ -130,7 +165,7 @@ def _resolve(
     except ResolveError as exc:
         observed.resolve_problem = Problem(exc.reason, exc.message)
         # A registry outage (or a typo in a new tag) must not disturb what already runs.
-        _keep_previous_resolution(observed, old_status)
+        _keep_previous_resolution(observed, previous)
         return
     observed.resolved, observed.digest = str(resolved.tag), resolved.digest
 

@@ -274,3 +274,19 @@ def test_enabling_autoscaling_keeps_the_current_replicas(cluster, operator):
     wait_for("3 workers", lambda: _get(cluster, "apps/v1", "Deployment", "mlp-onnx-worker-cpu")["spec"]
              .get("replicas") == 3)
     wait_for("HPA gone", lambda: _get(cluster, "autoscaling/v2", "HorizontalPodAutoscaler", "mlp-onnx-worker-cpu") is None)
+
+
+def test_a_lost_status_does_not_move_the_pin(cluster, registry, operator):
+    _create(cluster)
+    registry.publish("mlp-onnx", "v2")
+    # A restore from backup, or a replace of the status subresource: status is gone.
+    cluster.kube.patch(API_VERSION, KIND, NS, "mlp-onnx", {"status": None}, subresource="status")
+    status = wait_for("status rewritten", lambda: (_bd(cluster).get("status") or {}).get("bento"))
+    _passes(cluster, 3)
+    assert _bd(cluster)["status"]["bento"]["resolved"] == "mlp-onnx:v1"
+    assert status["resolved"] == "mlp-onnx:v1"
+    proxy = _get(cluster, "apps/v1", "Deployment", "mlp-onnx-proxy")
+    assert proxy["spec"]["template"]["spec"]["initContainers"][0]["args"][1] == "mlp-onnx:v1"
+    # Only a spec change moves it.
+    cluster.kube.patch(API_VERSION, KIND, NS, "mlp-onnx", {"spec": {"bento": "mlp-onnx:v2"}})
+    wait_for("v2", lambda: _bd(cluster)["status"]["bento"].get("resolved") == "mlp-onnx:v2")
