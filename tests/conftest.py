@@ -53,9 +53,19 @@ _FIXTURE_MARKS = {"pg_url": "postgres", "pg_server": "postgres", "browser": "bro
                   "page": "browser", "dockerd": "containers"}
 
 
+# Modules whose every test starts whole processes (servers, operators, image builds) and runs
+# for seconds to minutes; a single slow test elsewhere carries @pytest.mark.slow itself.
+_SLOW_MODULES = {"tests/runtime/test_serve.py", "tests/registry/test_registry_process.py",
+                 "tests/operator/test_operator_e2e.py", "tests/images/test_images.py",
+                 "tests/batch/test_batch_resume.py", "tests/batch/test_batch_memory.py",
+                 "tests/e2e/test_platform.py"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         marks = {_FIXTURE_MARKS[f] for f in getattr(item, "fixturenames", ()) if f in _FIXTURE_MARKS}
+        if item.nodeid.split("::", 1)[0] in _SLOW_MODULES:
+            marks.add("slow")
         params = getattr(getattr(item, "callspec", None), "params", {})
         if any(isinstance(v, str) and v.startswith("postgres") for v in params.values()):
             marks.add("postgres")  # the registry's backend matrix: "postgres-s3" and the like
