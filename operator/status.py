@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .render import GPU_RESOURCE
+from .render import GPU_RESOURCE, INSTALL_CONTAINER
 
 BENTO_RESOLVED = "BentoResolved"
 AVAILABLE = "Available"
@@ -90,6 +90,10 @@ def pod_problem(pods: list[dict[str, Any]]) -> Problem | None:
                 return Problem("Unschedulable", f"pod {name} cannot be scheduled: {message}")
         containers = status.get("initContainerStatuses", []) + status.get("containerStatuses", [])
         for container in containers:
+            if container.get("name") == INSTALL_CONTAINER and (failure := _install_failure(container)):
+                return Problem(
+                    "RequirementsFailed", f"pod {name} cannot install the bento's requirements: {failure}"
+                )
             waiting = container.get("state", {}).get("waiting") or {}
             reason = waiting.get("reason", "")
             detail = waiting.get("message", "")
@@ -111,6 +115,22 @@ def pod_problem(pods: list[dict[str, Any]]) -> Problem | None:
                     f" `kubectl logs {name} -c {container.get('name')} --previous`",
                 )
     return None
+
+
+def _install_failure(container: dict[str, Any]) -> str | None:
+    """What the install init container wrote to its termination log when it last failed
+    (docs/requirements.md): the packages and pip's error, rather than a crash-looping worker."""
+    state = container.get("state") or {}
+    if "terminated" in state:  # the latest try; an earlier failure no longer matters
+        done = state["terminated"] or {}
+    elif "waiting" in state:  # backing off before the next try: why the last one ended
+        done = (container.get("lastState") or {}).get("terminated") or {}
+    else:
+        return None
+    if not done or done.get("exitCode") == 0:
+        return None
+    message = (done.get("message") or "").strip()
+    return message[:1024] or f"exit code {done.get('exitCode')} ({done.get('reason', 'Error')})"
 
 
 def _condition(
@@ -149,10 +169,12 @@ def compute(observed: Observed, previous_status: dict[str, Any], now: str) -> di
     else:
         resolved_cond = (None, "Pending", "not resolved yet")
 
-    # Degraded: the first problem a person should fix.
-    problem = observed.spec_problem or observed.resolve_problem
-    if problem is None:
-        problem = pod_problem(observed.pods)
+    # Degraded: the first problem a person should fix, whatever its subject.
+    pods_problem = pod_problem(observed.pods)
+    problem = observed.spec_problem or observed.resolve_problem or pods_problem
+    # Each other condition's reason describes its own subject: a registry outage is
+    # BentoResolved's business, never a reason for pods not being ready.
+    nothing = "nothing deployed yet" + (f": {problem.message}" if problem else "")
 
     # Available: pods are ready in every component that asks for any.
     missing = [
@@ -162,19 +184,23 @@ def compute(observed: Observed, previous_status: dict[str, Any], now: str) -> di
     ]
     proxy = counts.get("proxy", {"ready": 0, "desired": 0})
     if not observed.deployments:
-        available = (False, problem.reason if problem else "NotDeployed", "nothing deployed yet")
+        available = (False, "NotDeployed", nothing)
     elif proxy["desired"] == 0:
         available = (False, "ScaledToZero", "the proxy has 0 replicas")
     elif missing:
-        available = (False, problem.reason if problem else "PodsNotReady", ", ".join(missing))
+        available = (False, pods_problem.reason if pods_problem else "PodsNotReady", ", ".join(missing))
     else:
         available = (True, "PodsReady", f"{ready}/{desired} pods ready")
 
+    # Progressing: the rollout, and what blocks it (the spec as applied, or the pods).
+    rollout_problem = observed.spec_problem or pods_problem
     rolling = [key for key, dep in observed.deployments.items() if _rolling_out(dep)]
-    if rolling and problem is None:
+    if not observed.deployments:
+        progressing = (False, "NotDeployed", nothing)
+    elif rolling and rollout_problem is None:
         progressing = (True, "RollingOut", f"waiting for {', '.join(sorted(rolling))}")
     elif rolling:
-        progressing = (True, problem.reason, problem.message)
+        progressing = (True, rollout_problem.reason, rollout_problem.message)
     else:
         progressing = (False, "Complete", "every component is up to date")
 

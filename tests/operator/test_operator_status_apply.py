@@ -108,3 +108,35 @@ def test_a_deployment_handed_to_an_hpa_keeps_its_replicas():
     # Other kinds lose what is no longer desired, replicas included.
     assert child_patch({"kind": "X", "spec": {"replicas": 5}}, {"kind": "X", "spec": {}}) == {
         "kind": "X", "spec": {"replicas": None}}
+
+
+def test_each_condition_names_its_own_subject():
+    # Pods merely not ready while the registry is down: the registry is BentoResolved's and
+    # Degraded's business, not Available's or Progressing's.
+    observed = Observed(generation=2, requested="m:v2", resolved="m:v1",
+                        resolve_problem=Problem("RegistryUnreachable", "registry down"),
+                        deployments={"proxy": _dep(1, 0), "worker/g": _dep(1, 0)})
+    conds = _conds(compute(observed, {}, NOW))
+    assert (conds["Available"]["status"], conds["Available"]["reason"]) == ("False", "PodsNotReady")
+    assert (conds["Progressing"]["status"], conds["Progressing"]["reason"]) == ("True", "RollingOut")
+    assert conds["BentoResolved"]["reason"] == conds["Degraded"]["reason"] == "RegistryUnreachable"
+    # A pod problem is the pods' business: Available and Progressing say it.
+    observed.pods = [{"metadata": {"name": "p"}, "spec": {}, "status": {"containerStatuses": [
+        {"name": "worker", "image": "x:1", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}}]
+    conds = _conds(compute(observed, {}, NOW))
+    assert conds["Available"]["reason"] == conds["Progressing"]["reason"] == "ImagePullFailed"
+
+
+def test_nothing_deployed_is_not_a_complete_rollout():
+    for problem in (None, Problem("BentoNotFound", "no such bento"), Problem("InvalidSpec", "bad")):
+        observed = Observed(generation=1, requested="m:v1")
+        if problem and problem.reason == "InvalidSpec":
+            observed.spec_problem = problem
+        else:
+            observed.resolve_problem = problem
+        conds = _conds(compute(observed, {}, NOW))
+        assert (conds["Progressing"]["status"], conds["Progressing"]["reason"]) == ("False", "NotDeployed")
+        assert (conds["Available"]["status"], conds["Available"]["reason"]) == ("False", "NotDeployed")
+        if problem:
+            assert problem.message in conds["Progressing"]["message"]
+            assert conds["Degraded"]["reason"] == problem.reason
