@@ -30,7 +30,7 @@ class InputError(Exception):
         self.status = status
 
 
-def _shape_text(shape: list[int | None]) -> str:
+def shape_text(shape: list[int | None]) -> str:
     return "(" + ", ".join("n" if d is None else str(d) for d in shape) + ")"
 
 
@@ -89,14 +89,14 @@ class ApiCodec:
             arr = np.asarray(value)
         except ValueError:
             raise InputError(
-                f"body: expected an array of shape {_shape_text(self._shape)}; rows have different lengths", 422
+                f"body: expected an array of shape {shape_text(self._shape)}; rows have different lengths", 422
             ) from None
         if arr.dtype.kind not in "biuf" or (arr.dtype.kind == "f" and self._dtype.kind in "biu"):
             if not (arr.size == 0 and arr.dtype.kind == "f"):
                 raise InputError(f"body: expected {self._dtype.name} numbers, got {_kind(value)}", 422)
         if arr.ndim != len(self._shape) or any(arr.shape[i] != d for i, d in self._fixed):
             raise InputError(
-                f"body: expected an array of shape {_shape_text(self._shape)}, got {tuple(arr.shape)}", 422
+                f"body: expected an array of shape {shape_text(self._shape)}, got {tuple(arr.shape)}", 422
             )
         if self.batchable and arr.shape[0] == 0:
             raise InputError("body: the batch is empty", 422)

@@ -22,6 +22,7 @@ from jubako.manifest import JSONSpec, TensorSpec, TextSpec
 from jubako.service import Api, Service
 
 from . import wire
+from .codec import shape_text
 
 log = logging.getLogger("jubako.runtime.worker")
 
@@ -33,6 +34,10 @@ def _loc(err: dict[str, Any], prefix: str) -> str:
     for p in err["loc"]:
         parts.append(f"[{p}]" if isinstance(p, int) else f".{p}")
     return "".join(parts)
+
+
+class OutputError(Exception):
+    """The API returned something its declared output type does not describe."""
 
 
 class RequestFailed(Exception):
@@ -94,17 +99,41 @@ class ApiRunner:
 
     # --- outputs ---------------------------------------------------------------------
 
-    def _out_array(self, out: Any) -> np.ndarray:
+    def _out_array(self, out: Any, items: int | None = None) -> np.ndarray:
+        """The API's tensor output as the declared dtype and shape (``items`` rows for a
+        batch), or :class:`OutputError`. A dtype numpy casts within its kind (float64 to a
+        declared float32, int to float) is converted; anything else is the API's mistake."""
         if not isinstance(out, np.ndarray):
             if hasattr(out, "detach"):  # torch tensor
                 out = out.detach().cpu().numpy()
             else:
-                out = np.asarray(out)
+                try:
+                    out = np.asarray(out)
+                except ValueError as e:  # ragged lists
+                    raise OutputError(f"returned {type(out).__name__} that is not an array: {e}") from None
+        spec = self.output
+        assert isinstance(spec, TensorSpec)
+        want = np.dtype(spec.dtype)
+        if out.dtype != want:
+            if out.dtype.kind not in "biuf" or not np.can_cast(out.dtype, want, "same_kind"):
+                raise OutputError(f"returned dtype {out.dtype.name} where the declared output is {want.name}")
+            out = out.astype(want)
+        shape = list(spec.shape)
+        if items is not None:
+            shape[0] = items
+        if out.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape, out.shape, strict=True)):
+            rows = f" for {items} item(s)" if items is not None else ""
+            raise OutputError(
+                f"returned shape {tuple(out.shape)}{rows} where the declared output is {shape_text(spec.shape)}"
+            )
         return out
 
     def _encode_json(self, out: Any) -> bytes:
         assert self._out_adapter is not None
-        return orjson.dumps(self._out_adapter.dump_python(out, mode="json"), option=orjson.OPT_SERIALIZE_NUMPY)
+        try:
+            return orjson.dumps(self._out_adapter.dump_python(out, mode="json"))
+        except Exception as e:  # PydanticSerializationError, or whatever a custom serialiser raises
+            raise OutputError(f"returned a value its output type cannot serialise: {type(e).__name__}: {e}") from e
 
     def _encode_single(self, out: Any) -> tuple[bytes, np.ndarray | None]:
         if isinstance(self.output, TensorSpec):
@@ -115,10 +144,19 @@ class ApiRunner:
             return str(out).encode(), None
         return bytes(out), None
 
+    def _fail(self, e: BaseException) -> bytes:
+        """The error message of a request that failed in the API or its output: it names the
+        API and the cause (the traceback goes to the worker's log)."""
+        if isinstance(e, OutputError):
+            log.error("API %r: output: %s", self.api.name, e)
+            return f"API {self.api.name!r}: output: {e}".encode()
+        return f"API {self.api.name!r}: {_describe(e)}".encode()
+
     # --- calls -----------------------------------------------------------------------
 
     async def run(self, call: wire.Call, received: float, pool_call: Any) -> bytes:
-        """The RESULT frame for ``call``; ``pool_call(fn, arg)`` runs sync code off-loop."""
+        """The RESULT frame for ``call``; ``pool_call(fn, arg)`` runs sync code off-loop.
+        Whatever the API does, every request of the call gets a status (see :func:`failed`)."""
         start = time.perf_counter()
         wait = start - received
         n = len(call.sizes)
@@ -132,7 +170,7 @@ class ApiRunner:
             except RequestFailed as e:
                 statuses, segments = [e.status], [str(e).encode()]
             except Exception as e:
-                statuses, segments = [500], [_describe(e).encode()]
+                statuses, segments = [500], [self._fail(e)]
             return wire.encode_result(call.id, time.perf_counter() - start, wait, statuses, segments, tensor)
         statuses = [OK] * n
         errors: list[bytes] = [b""] * n
@@ -150,12 +188,17 @@ class ApiRunner:
         outs = await self._run_batch(parts, statuses, errors, pool_call)
         exec_s = time.perf_counter() - start
         if isinstance(self.output, TensorSpec):
+            # every ok part passed _out_array: same dtype and trailing shape, so this joins
             ok = [o for o, s in zip(outs, statuses, strict=True) if s == OK]
             tensor = np.concatenate(ok) if ok else None
             return wire.encode_result(call.id, exec_s, wait, statuses, errors, tensor)
-        segments = [
-            self._encode_json(o) if s == OK else e for o, s, e in zip(outs, statuses, errors, strict=True)
-        ]
+        segments = errors
+        for i, o in enumerate(outs):
+            if statuses[i] == OK:
+                try:
+                    segments[i] = self._encode_json(o)
+                except Exception as e:
+                    statuses[i], segments[i] = 500, self._fail(e)
         return wire.encode_result(call.id, exec_s, wait, statuses, segments)
 
     def _single_input(self, call: wire.Call) -> Any:
@@ -180,13 +223,13 @@ class ApiRunner:
 
     def _split(self, out: Any, sizes: list[int]) -> list[Any]:
         if isinstance(self.output, TensorSpec):
-            arr = self._out_array(out)
-            if arr.ndim == 0 or arr.shape[0] != sum(sizes):
-                raise RuntimeError(f"the API returned {arr.shape[0] if arr.ndim else 0} rows for {sum(sizes)} items")
-            return _split_rows(arr, sizes)
-        out = list(out)
+            return _split_rows(self._out_array(out, sum(sizes)), sizes)
+        try:
+            out = list(out)
+        except TypeError:
+            raise OutputError(f"returned {type(out).__name__}, not a list (one element per item)") from None
         if len(out) != sum(sizes):
-            raise RuntimeError(f"the API returned {len(out)} items for {sum(sizes)}")
+            raise OutputError(f"returned {len(out)} elements for {sum(sizes)} item(s)")
         res, pos = [], 0
         for s in sizes:
             res.append(out[pos : pos + s])
@@ -209,7 +252,7 @@ class ApiRunner:
             return outs
         except Exception as e:
             if len(idx) == 1:
-                statuses[idx[0]], errors[idx[0]] = 500, _describe(e).encode()
+                statuses[idx[0]], errors[idx[0]] = 500, self._fail(e)
                 return outs
         # the batch failed: run each request alone so only the bad ones fail
         for i in idx:
@@ -217,13 +260,20 @@ class ApiRunner:
                 out = await self._call(self._join([parts[i]]), pool_call)
                 outs[i] = self._split(out, [len(parts[i])])[0]
             except Exception as e:
-                statuses[i], errors[i] = 500, _describe(e).encode()
+                statuses[i], errors[i] = 500, self._fail(e)
         return outs
 
     def _call(self, value: Any, pool_call: Any) -> Awaitable[Any]:
         if self.api.is_async:
             return self.bound(value)
         return pool_call(self.bound, value)
+
+
+def failed(call: wire.Call, message: str) -> bytes:
+    """A RESULT frame failing every request of ``call`` with 500 (the last resort when
+    building the real one raised: the proxy must still get an answer for each)."""
+    n = len(call.sizes)
+    return wire.encode_result(call.id, 0.0, 0.0, [500] * n, [message.encode()] * n)
 
 
 def _split_rows(arr: np.ndarray, sizes: tuple[int, ...] | list[int]) -> list[np.ndarray]:

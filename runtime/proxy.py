@@ -28,13 +28,11 @@ from jubako.manifest import BentoManifest
 from . import wire
 from .codec import JSON, ApiCodec, InputError, error_body
 from .dispatcher import Batch, CostModel, Dispatcher, Refusal
-from .settings import Batching
+from .settings import Batching, ProxySettings
 
 log = logging.getLogger("jubako.runtime.proxy")
 
 DEADLINE_HEADER = b"x-jubako-deadline-ms"
-MAX_BODY = int(os.environ.get("JUBAKO_MAX_BODY_BYTES", str(64 << 20)))
-RESOLVE_INTERVAL = float(os.environ.get("JUBAKO_RESOLVE_INTERVAL", "2"))
 _PLAIN = b"text/plain; charset=utf-8"
 _RETRY = [(b"retry-after", b"1")]
 
@@ -56,7 +54,7 @@ class WorkerLink(asyncio.Protocol):
         self.addr = addr
         self.transport: asyncio.Transport | None = None
         self.frames = wire.FrameReader()
-        self.pending: dict[int, tuple[ApiState, Any]] = {}
+        self.pending: dict[int, InFlight] = {}
         self.ready = False
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.info: dict[str, Any] = {}
@@ -77,14 +75,18 @@ class WorkerLink(asyncio.Protocol):
             log.exception("%s sent a bad frame; dropping it", self)
             self.close()
             return
-        for body in frames:
-            kind = wire.kind_of(body)
-            if kind == wire.RESULT:
-                self.proxy.on_result(self, wire.decode_result(body))
-            elif kind == wire.HELLO:
-                self.info = orjson.loads(wire.decode_hello(body))
-                self.ready = True
-                self.proxy.worker_up(self)
+        try:
+            for body in frames:
+                kind = wire.kind_of(body)
+                if kind == wire.RESULT:
+                    self.proxy.on_result(self, wire.decode_result(body))
+                elif kind == wire.HELLO:
+                    self.info = orjson.loads(wire.decode_hello(body))
+                    self.ready = True
+                    self.proxy.worker_up(self)
+        except Exception:  # a result that does not decode or match its call: fail loudly, never hang
+            log.exception("%s sent a result the proxy cannot use; dropping the connection", self)
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         was_ready, self.ready = self.ready, False
@@ -102,6 +104,16 @@ class WorkerLink(asyncio.Protocol):
             self.transport.close()
 
 
+@dataclass(eq=False, slots=True)
+class InFlight:
+    """A call sent to a worker: a dispatcher batch, or one request of a non-batchable API
+    (``target`` is then its reply sink)."""
+
+    st: ApiState
+    target: Any
+    sent_at: float
+
+
 @dataclass(eq=False)
 class ApiState:
     name: str
@@ -116,9 +128,11 @@ class ApiState:
 
 
 class Proxy:
-    def __init__(self, manifest: BentoManifest, workers: list[tuple[str, int]], batching: dict[str, Batching]):
+    def __init__(self, manifest: BentoManifest, workers: list[tuple[str, int]], batching: dict[str, Batching],
+                 settings: ProxySettings | None = None):
         from . import metrics
 
+        self.settings = settings or ProxySettings.load()
         self.manifest = manifest
         self.targets = workers
         self.batching = batching
@@ -129,6 +143,7 @@ class Proxy:
         self.routes: dict[str, ApiState] = {}
         self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._resolver: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._docs: Any = None
         self.stopping = False
@@ -151,11 +166,13 @@ class Proxy:
             self.apis[spec.name] = st
             self.routes[spec.route] = st
         self._resolver = asyncio.ensure_future(self._resolve_forever())
+        self._sweeper = asyncio.ensure_future(self._sweep_forever())
 
     async def shutdown(self) -> None:
         self.stopping = True
-        if self._resolver:
-            self._resolver.cancel()
+        for task in (self._resolver, self._sweeper):
+            if task:
+                task.cancel()
         for t in self._tasks.values():
             t.cancel()
         for link in list(self.links.values()):
@@ -184,7 +201,7 @@ class Proxy:
                 link = self.links.get(addr)
                 if link:
                     link.close()
-            await asyncio.sleep(RESOLVE_INTERVAL)
+            await asyncio.sleep(self.settings.resolve_interval)
 
     async def _maintain(self, addr: tuple[str, int]) -> None:
         """Keep one connection to ``addr``; reconnect quickly after a loss."""
@@ -220,12 +237,8 @@ class Proxy:
     def worker_down(self, link: WorkerLink) -> None:
         log.warning("%s lost with %d batch(es) in flight", link, len(link.pending))
         pending, link.pending = link.pending, {}
-        for _st, entry in pending.values():
-            if isinstance(entry, Batch):
-                for p in entry.requests:
-                    _finish(p.payload[1], 503, error_body(f"{link} was lost; retry"), JSON)
-            else:
-                _finish(entry, 503, error_body(f"{link} was lost; retry"), JSON)
+        for call in pending.values():
+            _fail_call(call, 503, f"{link} was lost; retry")
         for st in self.apis.values():
             if st.dispatcher is None:
                 continue
@@ -270,15 +283,15 @@ class Proxy:
             frame = wire.encode_call(mid, st.name, sizes, tensor=arr)
         else:
             frame = wire.encode_call(mid, st.name, sizes, segments=[p.payload[0] for p in reqs])
-        link.pending[mid] = (st, b)
+        link.pending[mid] = InFlight(st, b, b.dispatched_at)
         link.send(frame)
         st.batch_size.observe(b.items)
 
     def on_result(self, link: WorkerLink, res: wire.Result) -> None:
-        entry = link.pending.pop(res.id, None)
-        if entry is None:
+        call = link.pending.pop(res.id, None)
+        if call is None:
             return
-        st, target = entry
+        st, target = call.st, call.target
         if not isinstance(target, Batch):
             status = res.statuses[0]
             if status == 200:
@@ -304,6 +317,33 @@ class Proxy:
             else:
                 _finish(fut, 200, seg, st.codec.content_type)
         self.kick(st)
+
+    # --- calls a worker does not answer --------------------------------------------
+
+    def inflight_timeout(self, st: ApiState) -> float:
+        d = st.dispatcher
+        return max(self.settings.inflight_timeout_s, d.max_latency if d is not None else 0.0)
+
+    async def _sweep_forever(self) -> None:
+        period = min(1.0, self.settings.inflight_timeout_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            self.sweep(time.monotonic())
+
+    def sweep(self, now: float) -> None:
+        """Fail every call a worker has not answered within its in-flight timeout (504),
+        and drop that worker's connection: it is wedged, or gone without a reset, and
+        every batch sent to it would wait as long. The proxy reconnects as usual."""
+        for link in list(self.links.values()):
+            late = [mid for mid, c in link.pending.items() if now - c.sent_at > self.inflight_timeout(c.st)]
+            if not late:
+                continue
+            log.warning("%s did not answer %d call(s) in time; dropping the connection", link, len(late))
+            for mid in late:
+                call = link.pending.pop(mid)
+                timeout = self.inflight_timeout(call.st)
+                _fail_call(call, 504, f"API {call.st.name!r}: {link} did not answer within {timeout:g} s")
+            link.close()
 
     def _least_loaded(self) -> WorkerLink | None:
         best = None
@@ -353,8 +393,8 @@ class Proxy:
         while msg.get("more_body"):
             msg = await receive()
             body += msg.get("body", b"")
-            if len(body) > MAX_BODY:
-                return 413, error_body(f"body: larger than {MAX_BODY} bytes"), JSON, None
+            if len(body) > self.settings.max_body_bytes:
+                return 413, error_body(f"body: larger than {self.settings.max_body_bytes} bytes"), JSON, None
         fut: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
         self.start_api(st, scope["headers"], body, fut)
         res = await fut
@@ -383,7 +423,7 @@ class Proxy:
                 frame = wire.encode_call(mid, st.name, [1], tensor=value)
             else:
                 frame = wire.encode_call(mid, st.name, [1], segments=[value])
-            link.pending[mid] = (st, sink)
+            link.pending[mid] = InFlight(st, sink, time.monotonic())
             link.send(frame)
             return
         if items > d.max_batch_size:
@@ -438,6 +478,15 @@ class Proxy:
         await send({"type": "http.response.body", "body": body if method != "HEAD" else b""})
 
 
+def _fail_call(call: InFlight, status: int, message: str) -> None:
+    body = error_body(message)
+    if isinstance(call.target, Batch):
+        for p in call.target.requests:
+            _finish(p.payload[1], status, body, JSON)
+    else:
+        _finish(call.target, status, body, JSON)
+
+
 def _finish(fut: asyncio.Future[Any], status: int, body: bytes, ctype: bytes) -> None:
     if not fut.done():
         fut.set_result((status, body, ctype))
@@ -454,14 +503,15 @@ def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.
 
     logs.configure()  # JSON lines in pods, text on a terminal (JUBAKO_LOG_FORMAT / _LEVEL)
     manifest = open_bento(bento).manifest
-    proxy = Proxy(manifest, workers, batching(manifest))
+    settings = ProxySettings.load()
+    proxy = Proxy(manifest, workers, batching(manifest), settings)
     log.info("proxy for %s on http://%s:%d (workers %s)", manifest.tag, host, port,
              ",".join(f"{h}:{p}" for h, p in workers))
     if os.environ.get("JUBAKO_HTTP", "lean") != "uvicorn":
         from .http import HttpServer
 
         event_loop_policy()
-        asyncio.run(HttpServer(proxy, MAX_BODY).serve(host, port, timeout_graceful=30))
+        asyncio.run(HttpServer(proxy, settings.max_body_bytes).serve(host, port, timeout_graceful=30))
         return
     config = uvicorn.Config(
         proxy, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",

@@ -10,9 +10,33 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jubako.errors import ConfigError
 from jubako.manifest import BentoManifest
+
+
+class ProxySettings(BaseSettings):
+    """The proxy's own knobs, from ``JUBAKO_*`` environment variables (docs/configuration.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="JUBAKO_", extra="ignore")
+
+    max_body_bytes: int = Field(64 << 20, ge=1)
+    resolve_interval: float = Field(2.0, gt=0)
+    # a batch a worker has not answered after this long (or the API's latency budget, if
+    # longer) fails its requests with 504 and the connection to that worker is dropped:
+    # a wedged or partitioned worker must not hold requests or batch slots forever
+    inflight_timeout_s: float = Field(30.0, gt=0)
+
+    @classmethod
+    def load(cls) -> ProxySettings:
+        try:
+            return cls()
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise ConfigError(f"JUBAKO_{str(err['loc'][0]).upper()}: {err['msg']}") from None
+
 
 _FIELDS = {"max_batch_size", "max_latency_ms", "max_queue_items", "max_inflight_per_worker"}
 

@@ -24,7 +24,7 @@ import orjson
 from jubako import logs
 
 from . import wire
-from .executor import ApiRunner, runners
+from .executor import ApiRunner, failed, runners
 from .health import HealthServer
 
 log = logging.getLogger("jubako.runtime.worker")
@@ -152,7 +152,12 @@ class Worker:
             msg = f"no API named {call.api!r}".encode()
             frame = wire.encode_result(call.id, 0.0, 0.0, [404] * len(call.sizes), [msg] * len(call.sizes))
         else:
-            frame = await runner.run(call, received, self.pool_call)
+            try:
+                frame = await runner.run(call, received, self.pool_call)
+            except Exception as e:  # a bug of ours or a frame too large: still answer each request
+                log.exception("API %r: the batch failed outside the API", call.api)
+                frame = failed(call, f"API {call.api!r}: the worker could not build its answer: "
+                                     f"{type(e).__name__}: {e}")
             self.m_batches.labels(call.api).inc()
             self.m_items.labels(call.api).inc(sum(call.sizes))
             self.m_exec.labels(call.api).observe(wire.decode_result_times(frame))

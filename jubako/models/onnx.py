@@ -84,7 +84,19 @@ def save(
 
 
 class OnnxModel:
-    """An onnxruntime session with the manifest's signatures; call it with arrays."""
+    """An onnxruntime session with the manifest's signatures; call it with arrays.
+
+    The output contract is explicit, so that an API never returns a list where its
+    declared output is one tensor:
+
+    - ``model(*arrays)`` is for a graph with exactly **one** output and returns that
+      output's array; on a graph with several outputs it raises, naming them;
+    - ``model.outputs(*arrays)`` returns every output as ``{name: array}`` in the graph's
+      order, whatever their number;
+    - ``model.run(feeds)`` is onnxruntime's own call: input name -> array in, list out.
+
+    Inputs are positional, in the graph's input order (initializers excluded).
+    """
 
     def __init__(self, session: Any, manifest: ModelManifest):
         self.session = session
@@ -99,9 +111,28 @@ class OnnxModel:
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(self.output_names, feeds)
 
-    def __call__(self, *arrays: np.ndarray) -> Any:
-        outs = self.run(dict(zip(self.input_names, arrays, strict=True)))
-        return outs[0] if len(outs) == 1 else outs
+    def _feeds(self, arrays: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+        if len(arrays) != len(self.input_names):
+            n = len(self.input_names)
+            raise JubakoError(
+                f"model {self.manifest.name} takes {n} input{'s' if n != 1 else ''}"
+                f" ({', '.join(self.input_names)}), got {len(arrays)}"
+            )
+        return dict(zip(self.input_names, arrays, strict=True))
+
+    def outputs(self, *arrays: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the graph by name, in the graph's order."""
+        return dict(zip(self.output_names, self.run(self._feeds(arrays)), strict=True))
+
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        """The array of a single-output graph (see the class docstring)."""
+        if len(self.output_names) != 1:
+            n = len(self.output_names)
+            raise JubakoError(
+                f"model {self.manifest.name} has {n} outputs ({', '.join(self.output_names)}):"
+                " call model.outputs(...) for all of them by name"
+            )
+        return self.run(self._feeds(arrays))[0]  # type: ignore[no-any-return]
 
 
 def load_bundle(bundle: Bundle[ModelManifest]) -> OnnxModel:

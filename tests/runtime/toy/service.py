@@ -62,3 +62,21 @@ class Toy:
         """300 ms per item: requests are still in flight when the server is told to stop."""
         time.sleep(0.3)
         return items
+
+    @jubako.api(batchable=True, max_batch_size=8, max_latency_ms=5000)
+    def scale(self, xs: list[float]) -> list[float]:
+        """2x; 13 makes the batch raise, 7 comes back as a numpy scalar that the declared
+        output type (list[float]) cannot serialise."""
+        if 13 in xs:
+            raise ValueError("13 is unlucky")
+        return [np.float32(x) if x == 7 else 2 * x for x in xs]
+
+    @jubako.api(batchable=True, max_batch_size=8, max_latency_ms=5000)
+    def pairs(self, x: Tensor[np.float64, (None, 2)]) -> Tensor[np.float64, (None, 2)]:
+        """x + 1; a row holding 99 makes it return one sum per row (1-D), not the declared
+        (n, 2), and a row holding 98 makes it return strings."""
+        if (x == 99).any():
+            return x.sum(axis=1)
+        if (x == 98).any():
+            return x.astype(str)
+        return x + 1
