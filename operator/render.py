@@ -28,6 +28,25 @@ WORKER_PORT = 7000
 WORKER_HTTP_PORT = 7001
 QUEUE_DEPTH_METRIC = "jubako_queue_items"
 GPU_RESOURCE = "nvidia.com/gpu"
+# Extended resources that put a worker on an accelerator, with the taint key of the nodes
+# that have them (None: the operator's gpu_taint_key). torch reaches NVIDIA GPUs, MIG slices
+# and AMD GPUs (ROCm) alike as "cuda".
+ACCELERATORS: list[tuple[re.Pattern[str], str | None]] = [
+    (re.compile(r"nvidia\.com/(gpu|mig-[0-9a-z.-]+)"), None),
+    (re.compile(r"amd\.com/gpu"), "amd.com/gpu"),
+]
+
+
+def accelerator_taint(resource: str, settings_taint: str) -> str | None:
+    """The taint key of the nodes offering `resource`, or None if it is no accelerator."""
+    for pattern, taint in ACCELERATORS:
+        if pattern.fullmatch(resource):
+            return taint or settings_taint
+    return None
+
+
+def is_accelerator(resource: str) -> bool:
+    return accelerator_taint(resource, "") is not None
 
 
 @dataclass(frozen=True)
@@ -176,23 +195,24 @@ def _pod_spec(
 ) -> dict[str, Any]:
     image = spec.runtime_image or settings.runtime_image
     pull_policy = spec.image_pull_policy or settings.image_pull_policy
-    gpus = component.resources.gpu
+    resources = _resources(component)
+    asked = {*resources.get("requests", {}), *resources.get("limits", {})}
+    taints = sorted({t for r in asked if (t := accelerator_taint(r, settings.gpu_taint_key))})
     node_selector = dict(component.node_selector)
     tolerations = list(component.tolerations)
     if component.gpu_type:
         node_selector[settings.gpu_label] = component.gpu_type
-    if gpus and not any(t.get("key") == settings.gpu_taint_key for t in tolerations):
-        tolerations.append(
-            {"key": settings.gpu_taint_key, "operator": "Exists", "effect": "NoSchedule"}
-        )
+    for taint in taints:
+        if not any(t.get("key") == taint for t in tolerations):
+            tolerations.append({"key": taint, "operator": "Exists", "effect": "NoSchedule"})
     if role == "proxy":
         container = _proxy_container(owner, spec)
     else:
-        container = _worker_container(gpus)
+        container = _worker_container(bool(taints))
     container.update(
         image=image,
         imagePullPolicy=pull_policy,
-        resources=_resources(component),
+        resources=resources,
         securityContext=_container_security(),
     )
     container["env"] = container["env"] + list(component.env)
@@ -320,7 +340,7 @@ def _proxy_container(owner: Owner, spec: BentoDeploymentSpec) -> dict[str, Any]:
     }
 
 
-def _worker_container(gpus: int) -> dict[str, Any]:
+def _worker_container(accelerated: bool) -> dict[str, Any]:
     return {
         "name": "worker",
         "args": ["runtime", "worker", "--bento", "/bento", "--port", str(WORKER_PORT),
@@ -333,7 +353,7 @@ def _worker_container(gpus: int) -> dict[str, Any]:
             {"name": "JUBAKO_BENTO", "value": "/bento"},
             {"name": "JUBAKO_WORKER_PORT", "value": str(WORKER_PORT)},
             {"name": "JUBAKO_WORKER_HTTP_PORT", "value": str(WORKER_HTTP_PORT)},
-            {"name": "JUBAKO_DEVICE", "value": "cuda" if gpus else "cpu"},
+            {"name": "JUBAKO_DEVICE", "value": "cuda" if accelerated else "cpu"},
         ],
         **_probes("http"),
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .render import GPU_RESOURCE
+from .render import is_accelerator
 
 BENTO_RESOLVED = "BentoResolved"
 AVAILABLE = "Available"
@@ -76,15 +76,16 @@ def pod_problem(pods: list[dict[str, Any]]) -> Problem | None:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
                 message = cond.get("message", "")
                 gpus = [
-                    c["resources"]["limits"][GPU_RESOURCE]
+                    f"{count} {resource}"
                     for c in spec.get("containers", [])
-                    if GPU_RESOURCE in c.get("resources", {}).get("limits", {})
+                    for resource, count in c.get("resources", {}).get("limits", {}).items()
+                    if is_accelerator(resource)
                 ]
-                if gpus or GPU_RESOURCE in message:
+                if gpus or any(is_accelerator(word.strip(",.;()")) for word in message.split()):
                     selector = spec.get("nodeSelector", {})
                     return Problem(
                         "NoGPUNode",
-                        f"pod {name} needs {'+'.join(gpus) or 'some'} GPU(s)"
+                        f"pod {name} needs {' + '.join(gpus) or 'some GPU'}"
                         f" with node selector {selector}: no node fits ({message})",
                     )
                 return Problem("Unschedulable", f"pod {name} cannot be scheduled: {message}")

@@ -293,3 +293,24 @@ def test_the_validator_is_strict():
     child["spec"]["template"]["spec"]["containers"][0]["gpus"] = 1
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_k8s(child)
+
+
+@pytest.mark.parametrize(("resource", "taint"), [
+    ("nvidia.com/mig-1g.10gb", "nvidia.com/gpu"),
+    ("nvidia.com/gpu", "nvidia.com/gpu"),
+    ("amd.com/gpu", "amd.com/gpu"),
+])
+def test_accelerators_in_limits_run_on_the_accelerator_and_tolerate_its_taint(resource, taint):
+    children = _render({"bento": "mlp", "workers": [
+        {"name": "acc", "resources": {"limits": {resource: 1, "memory": "4Gi"}}}]})
+    for child in children:
+        validate_k8s(child)
+    pod = _pod(children, "demo-worker-acc")
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["JUBAKO_DEVICE"] == "cuda"
+    assert {"key": taint, "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["containers"][0]["resources"]["limits"][resource] == "1"
+    # the proxy asks for none and stays on the CPU
+    proxy = _pod(children, "demo-proxy")
+    assert "tolerations" not in proxy
+    assert {e["name"]: e.get("value") for e in proxy["containers"][0]["env"]}["JUBAKO_DEVICE"] == "cpu"

@@ -140,3 +140,12 @@ def test_nothing_deployed_is_not_a_complete_rollout():
         if problem:
             assert problem.message in conds["Progressing"]["message"]
             assert conds["Degraded"]["reason"] == problem.reason
+
+
+def test_an_unschedulable_pod_asking_for_a_mig_slice_needs_a_gpu_node():
+    pod = {"metadata": {"name": "p"}, "spec": {
+        "containers": [{"resources": {"limits": {"nvidia.com/mig-1g.10gb": "1"}}}]},
+        "status": {"conditions": [{"type": "PodScheduled", "status": "False",
+                                   "message": "0/3 nodes are available: 3 Insufficient nvidia.com/mig-1g.10gb"}]}}
+    problem = pod_problem([pod])
+    assert problem.reason == "NoGPUNode" and "nvidia.com/mig-1g.10gb" in problem.message
