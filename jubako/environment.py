@@ -150,6 +150,35 @@ def _pip_install(bundle: Bundle[BentoManifest], target: Path) -> None:
         raise RequirementsNotMet(f"cannot install the requirements of {m.tag} ({', '.join(lines)}): pip says: {tail}")
 
 
+ENV_LINK = "env"  # <deps>/env: the environment a pod's worker runs with (bin/python3)
+TERMINATION_MESSAGE_BYTES = 4096  # what Kubernetes keeps of a container's termination message
+
+
+def install_for_pod(bundle: Bundle[BentoManifest], deps: Path) -> Path:
+    """The operator's init container: point ``deps/env`` at an environment that satisfies the
+    bento (this one, or its venv made under ``deps``); the worker runs ``deps/env/bin/python3``.
+
+    A link to the environment's folder, not to its python: Python finds a venv by the
+    ``pyvenv.cfg`` next to the folder of the path it was started by, before resolving links.
+    """
+    python = Path(prepare(bundle, install=True, cache=deps))
+    target = python.parent.parent if python != Path(sys.executable) else Path(sys.prefix)
+    link = deps / ENV_LINK
+    tmp = deps / f".{ENV_LINK}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target, target_is_directory=True)
+    tmp.replace(link)  # atomic: a restarted init container never leaves a broken link
+    return link / "bin" / "python3"
+
+
+def write_termination_message(path: Path, message: str) -> None:
+    """Kubernetes shows this file's content in the container's terminated state."""
+    try:
+        path.write_bytes(message.encode()[: TERMINATION_MESSAGE_BYTES - 1])
+    except OSError:
+        pass  # not in a pod (or not writable): the message is on stderr anyway
+
+
 def prepare(bundle: Bundle[BentoManifest], install: bool, cache: Path) -> str:
     """The python the bento's workers run with: this one when it satisfies the bento, else the
     bento's venv when ``install``; otherwise refuse, naming every missing or mismatched package."""

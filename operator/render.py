@@ -26,6 +26,11 @@ GROUP_LABEL = f"{GROUP}/worker-group"
 PROXY_PORT = 3000
 WORKER_PORT = 7000
 WORKER_HTTP_PORT = 7001
+# The bento's requirements (docs/requirements.md): the install init container points
+# DEPS_DIR/env at an environment that has them; the worker runs that environment's python.
+DEPS_DIR = "/deps"
+INSTALL_CONTAINER = "install-requirements"
+WORKER_COMMAND = [f"{DEPS_DIR}/env/bin/python3", "-P", "-c", "from jubako.cli import main; main()"]
 QUEUE_DEPTH_METRIC = "jubako_queue_items"
 GPU_RESOURCE = "nvidia.com/gpu"
 # Extended resources that put a worker on an accelerator, with the taint key of the nodes
@@ -223,14 +228,17 @@ def _pod_spec(
         {"name": "tmp", "mountPath": "/tmp"},
         *component.volume_mounts,
     ]
+    init = [_pull_container(spec, tag, settings, image, pull_policy)]
+    volumes = [{"name": "bento", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    if role == "worker":  # only workers import the bento's code
+        init.append(_install_container(spec, image, pull_policy))
+        container["command"] = list(WORKER_COMMAND)
+        container["volumeMounts"].append({"name": "deps", "mountPath": DEPS_DIR, "readOnly": True})
+        volumes.append({"name": "deps", "emptyDir": {}})
     pod: dict[str, Any] = {
-        "initContainers": [_pull_container(spec, tag, settings, image, pull_policy)],
+        "initContainers": init,
         "containers": [container],
-        "volumes": [
-            {"name": "bento", "emptyDir": {}},
-            {"name": "tmp", "emptyDir": {}},
-            *component.volumes,
-        ],
+        "volumes": [*volumes, *component.volumes],
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 1000,
@@ -285,6 +293,35 @@ def _pull_container(
         "volumeMounts": [{"name": "bento", "mountPath": "/bento"}, {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": _container_security(),
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+    }
+
+
+def _install_container(spec: BentoDeploymentSpec, image: str, pull_policy: str) -> dict[str, Any]:
+    """Installs what the bento needs beyond the image into DEPS_DIR (a venv per digest, from the
+    bento's wheels or the index); a failure is written to the termination log, which status.py
+    turns into a RequirementsFailed condition naming the package and pip's error."""
+    env: list[dict[str, Any]] = []
+    source = spec.python
+    if source.index_url_secret_ref:
+        ref = source.index_url_secret_ref
+        env.append({"name": "PIP_INDEX_URL",
+                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    elif source.index_url:
+        env.append({"name": "PIP_INDEX_URL", "value": source.index_url})
+    return {
+        "name": INSTALL_CONTAINER,
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "args": ["runtime", "install", "--bento", "/bento", "--target", DEPS_DIR],
+        "env": env,
+        "volumeMounts": [
+            {"name": "bento", "mountPath": "/bento", "readOnly": True},
+            {"name": "deps", "mountPath": DEPS_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": _container_security(),
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 

@@ -50,6 +50,18 @@ class Registry(_Model):
     token_secret_ref: TokenSecretRef | None = None
 
 
+class IndexSecretRef(_Model):
+    name: str
+    key: str = "indexUrl"
+
+
+class PythonPackages(_Model):
+    """Where worker pods install a bento's requirements from (docs/requirements.md)."""
+
+    index_url: str | None = None
+    index_url_secret_ref: IndexSecretRef | None = None  # a URL with credentials: never in the spec
+
+
 def _quantity(value: str | int) -> str | int:
     # The API server would refuse the Deployment later, half-way through applying.
     try:
@@ -129,6 +141,7 @@ class Ingress(_Model):
 class BentoDeploymentSpec(_Model):
     bento: str
     registry: Registry = Field(default_factory=Registry)
+    python: PythonPackages = Field(default_factory=PythonPackages)
     runtime_image: str | None = None
     image_pull_policy: str | None = None
     image_pull_secrets: list[dict[str, str]] = Field(default_factory=list)

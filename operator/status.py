@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .render import is_accelerator
+from .render import INSTALL_CONTAINER, is_accelerator
 
 BENTO_RESOLVED = "BentoResolved"
 AVAILABLE = "Available"
@@ -91,6 +91,10 @@ def pod_problem(pods: list[dict[str, Any]]) -> Problem | None:
                 return Problem("Unschedulable", f"pod {name} cannot be scheduled: {message}")
         containers = status.get("initContainerStatuses", []) + status.get("containerStatuses", [])
         for container in containers:
+            if container.get("name") == INSTALL_CONTAINER and (failure := _install_failure(container)):
+                return Problem(
+                    "RequirementsFailed", f"pod {name} cannot install the bento's requirements: {failure}"
+                )
             waiting = container.get("state", {}).get("waiting") or {}
             reason = waiting.get("reason", "")
             detail = waiting.get("message", "")
@@ -112,6 +116,22 @@ def pod_problem(pods: list[dict[str, Any]]) -> Problem | None:
                     f" `kubectl logs {name} -c {container.get('name')} --previous`",
                 )
     return None
+
+
+def _install_failure(container: dict[str, Any]) -> str | None:
+    """What the install init container wrote to its termination log when it last failed
+    (docs/requirements.md): the packages and pip's error, rather than a crash-looping worker."""
+    state = container.get("state") or {}
+    if "terminated" in state:  # the latest try; an earlier failure no longer matters
+        done = state["terminated"] or {}
+    elif "waiting" in state:  # backing off before the next try: why the last one ended
+        done = (container.get("lastState") or {}).get("terminated") or {}
+    else:
+        return None
+    if not done or done.get("exitCode") == 0:
+        return None
+    message = (done.get("message") or "").strip()
+    return message[:1024] or f"exit code {done.get('exitCode')} ({done.get('reason', 'Error')})"
 
 
 def _condition(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -66,9 +67,30 @@ def worker(
     )
 
 
+def install(
+    bento: Annotated[str | None, typer.Option(help="Bento directory or tag [env JUBAKO_BENTO].")] = None,
+    target: Annotated[Path, typer.Option(help="Folder shared with the worker: venvs by digest, and env/ the worker runs.")] = Path("/deps"),
+    termination_log: Annotated[Path, typer.Option(help="Where a failure is written for the pod's status.")] = Path("/dev/termination-log"),
+) -> None:
+    """Init container: make the bento's requirements available to the worker (docs/requirements.md)."""
+    from jubako.environment import install_for_pod, write_termination_message
+    from jubako.loader import open_bento
+
+    bento = bento or os.environ.get("JUBAKO_BENTO")
+    if not bento:
+        raise JubakoError("--bento (or JUBAKO_BENTO) is required")
+    try:
+        python = install_for_pod(open_bento(bento), target)
+    except JubakoError as e:
+        write_termination_message(termination_log, str(e))
+        raise
+    typer.echo(f"jubako runtime install: the worker runs {python}", err=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     runtime = typer.Typer(help="Runtime processes, as the operator's pods run them.", no_args_is_help=True)
     runtime.command("proxy")(proxy)
     runtime.command("worker")(worker)
+    runtime.command("install")(install)
     app.add_typer(runtime, name="runtime")

@@ -187,7 +187,7 @@ def test_pods_share_one_image_and_pull_the_bento_in_an_init_container():
     children = _render(FULL_SPEC)
     for name in ("demo-proxy", "demo-worker-a100", "demo-worker-cpu"):
         pod = _pod(children, name)
-        (init,) = pod["initContainers"]
+        init = pod["initContainers"][0]  # workers also install requirements: test_operator_requirements.py
         assert init["image"] == pod["containers"][0]["image"] == "custom/runtime:2"
         assert init["imagePullPolicy"] == pod["containers"][0]["imagePullPolicy"] == "Always"
         assert init["args"] == ["pull", "mlp:v3", "--output", "/bento"]
