@@ -122,3 +122,15 @@ def test_runtime_image_commands_exist(role_venvs: dict[str, Path]) -> None:
     for command in (["runtime", "proxy", "--help"], ["runtime", "worker", "--help"], ["pull", "--help"]):
         out = run(venv, *command)
         assert out.returncode == 0, f"{command}: {out.stderr}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_dockerfile_copies_every_package_folder(role: str) -> None:
+    """setup.py maps top-level folders onto packages: a folder the build stage does not copy
+    fails `pip install .` inside the image (web/ did, found by the first real build)."""
+    setup_py = (ROOT / "setup.py").read_text()
+    folders = set(re.findall(r'"jubako(?:\.\w+)?": "(\w+)"', setup_py))
+    assert {"jubako", "runtime", "web"} <= folders, folders
+    build = stages(dockerfile(role))[0]
+    copied = set(re.findall(r"^COPY (\w+) \1$", build, flags=re.M))
+    assert folders <= copied, f"{role}: build stage does not copy {sorted(folders - copied)}"
