@@ -163,6 +163,7 @@ def install_for_pod(bundle: Bundle[BentoManifest], deps: Path) -> Path:
     """
     python = Path(prepare(bundle, install=True, cache=deps))
     target = python.parent.parent if python != Path(sys.executable) else Path(sys.prefix)
+    deps.mkdir(parents=True, exist_ok=True)  # a pod mounts it; elsewhere it may not exist yet
     link = deps / ENV_LINK
     tmp = deps / f".{ENV_LINK}.{os.getpid()}"
     tmp.unlink(missing_ok=True)

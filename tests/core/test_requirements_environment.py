@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import metadata
 from pathlib import Path
 
 from jubako.build import build as build_bento
-from jubako.environment import Problem, check, digest, needed
+from jubako.environment import Problem, check, digest, install_for_pod, needed
 from jubako.store import Store
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -33,3 +34,12 @@ def test_needed_lines_and_digest_follow_the_requirements(tmp_path: Path) -> None
     assert digest(a) == digest(b)  # same requirements and interpreter: one venv for both
     a.manifest.python.requirements = ["python-slugify==8.0.4"]
     assert digest(a) != digest(b)
+
+
+def test_pod_install_links_this_environment_when_it_has_everything(tmp_path: Path) -> None:
+    """`jubako runtime install` for a bento the image satisfies: no venv, deps/env is this one."""
+    bundle = build_bento(EXAMPLES / "slugger", store=Store(tmp_path / "home"))
+    python = install_for_pod(bundle, tmp_path / "deps")  # the folder does not exist yet
+    assert python == tmp_path / "deps" / "env" / "bin" / "python3"
+    assert (tmp_path / "deps" / "env").resolve() == Path(sys.prefix).resolve()
+    assert python.exists() and sorted(p.name for p in (tmp_path / "deps").iterdir()) == ["env"]

@@ -43,9 +43,9 @@ def registry(tmp_path: Path, example_store: Store) -> Iterator[RealRegistry]:
 
 
 def container_command(container: dict, bento: Path, replace: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    """The container's `jubako` invocation and env, mapped onto this machine."""
+    """The container's `jubako` invocation (or its command) and env, mapped onto this machine."""
     def mapped(value: str) -> str:
-        value = value.replace("/bento", str(bento))
+        value = value.replace("/bento", str(bento)).replace("/deps", str(bento.parent / "deps"))
         for old, new in replace.items():
             value = value.replace(old, new)
         return value
@@ -53,7 +53,8 @@ def container_command(container: dict, bento: Path, replace: dict[str, str]) -> 
     env = {**os.environ, "HOME": str(bento.parent / "home"), "JUBAKO_HOME": str(bento.parent / "home")}
     for item in container.get("env", []):
         env[item["name"]] = mapped(item["value"]) if "value" in item else env.get(item["name"], "")
-    return [JUBAKO, *(mapped(a) for a in container["args"])], env
+    command = [mapped(c) for c in container["command"]] if "command" in container else [JUBAKO]
+    return [*command, *(mapped(a) for a in container["args"])], env
 
 
 def pod(children: list[dict], name: str) -> dict:
@@ -77,10 +78,10 @@ def test_rendered_pods_pull_and_serve_the_pushed_bento(tmp_path: Path, registry:
             spec_ = pod(children, name)
             bento = tmp_path / name / "bento"
             bento.parent.mkdir()
-            (init,) = spec_["initContainers"]
-            args, env = container_command(init, bento, replace)
-            env["JUBAKO_TOKEN"] = registry.token  # the Secret the pods read
-            subprocess.run(args, env=env, check=True, capture_output=True)
+            for init in spec_["initContainers"]:  # pull-bento, then (workers) install-requirements
+                args, env = container_command(init, bento, replace)
+                env["JUBAKO_TOKEN"] = registry.token  # the Secret the pods read
+                subprocess.run(args, env=env, check=True, capture_output=True)
             assert (bento / "bento.yaml").is_file() and (bento / "models").is_dir()
             (main,) = spec_["containers"]
             args, env = container_command(main, bento, replace)
