@@ -41,6 +41,8 @@ class OperatorSettings(BaseSettings):
     liveness_endpoint: str = ""
     # Port of the proxy Service (the URL in status points at it).
     service_port: int = 80
+    # Prometheus metrics (reconciles, durations, API calls, child writes); 0 turns them off.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
 
 def load() -> OperatorSettings:

@@ -8,6 +8,7 @@ in worker threads, so blocking calls are fine here.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config
@@ -68,6 +69,8 @@ class Kube:
     def __init__(self, api_client: client.ApiClient, timeout_s: float = 10.0) -> None:
         self._api = api_client
         self._timeout = timeout_s
+        # Told the verb of every request (metrics); set by whoever owns the counters.
+        self.on_request: Callable[[str], None] | None = None
 
     def _call(
         self,
@@ -77,6 +80,8 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
+        if self.on_request is not None:
+            self.on_request(method)
         try:
             response = self._api.call_api(
                 path, method, query_params=query or [], body=body,

@@ -22,6 +22,7 @@ from . import status as status_mod
 from .apply import ApplyError, apply, list_children, merge_patch
 from .config import OperatorSettings
 from .kube import Kube, KubeError
+from .metrics import Metrics
 from .registry import RegistryClient, ResolveError
 from .render import DEPLOYMENT_LABEL, Owner, proxy_name, render, service_url, worker_name
 from .spec import GROUP, KIND, VERSION, BentoDeploymentSpec, SpecError, parse_spec
@@ -51,6 +52,10 @@ class Context:
     _guard: threading.Lock = field(default_factory=threading.Lock)
     # Last usage report sent per object, so an unchanged deployment is not re-reported.
     _reported: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def __post_init__(self) -> None:
+        self.kube.on_request = self.metrics.api_request
 
     def registry(self, url: str) -> RegistryClient:
         with self._guard:
@@ -70,7 +75,7 @@ class Context:
 
 
 def reconcile(ctx: Context, namespace: str, name: str) -> None:
-    with ctx.lock(namespace, name):
+    with ctx.lock(namespace, name), ctx.metrics.reconcile():
         body = ctx.kube.get(API_VERSION, KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return  # gone or going: the delete handler takes it from here
@@ -103,7 +108,9 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
         if observed.resolved and not observed.spec_problem:
             children = render(owner, spec, Tag.parse(observed.resolved), ctx.settings)
             try:
-                live = apply(ctx.kube, owner, children).live
+                result = apply(ctx.kube, owner, children)
+                live = result.live
+                ctx.metrics.count_writes(result.created, result.patched, result.deleted)
             except ApplyError as exc:
                 observed.spec_problem = Problem("ApplyFailed", str(exc))
     if live is None:  # nothing applied this time: report on whatever is there

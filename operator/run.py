@@ -31,6 +31,7 @@ def run(
 ) -> None:
     """Run until stopped (stop_flag or a signal). Blocks; runs its own event loop."""
     ctx = ctx or make_context(settings)
+    stop_metrics = ctx.metrics.serve(settings.metrics_port) if settings.metrics_port else None
     registry = registry or build_registry(ctx)
     # Our own registry does not carry kopf's default login handlers: add one explicitly.
     kopf.on.login(registry=registry)(login or kopf.login_via_client)
@@ -50,6 +51,8 @@ def run(
             liveness_endpoint=settings.liveness_endpoint or None,
         ))
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
         ctx.close()
 
 

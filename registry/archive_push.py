@@ -97,6 +97,8 @@ def _push_bundle(
             force=force,
             part_size=s.part_size,
             upload_timeout_s=s.upload_timeout_s,
+            max_files=s.max_files,
+            max_blob_bytes=s.max_blob_bytes,
         )
         db.commit()
         v = res.version

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     bootstrap_token: str = ""  # an admin token to create at start when no token exists
     public_url: str = ""  # base URL of the registry as clients see it (download links)
     max_manifest_bytes: int = 4 << 20
+    max_files: int = Field(default=100_000, ge=1)  # files listed in one manifest
+    max_blob_bytes: int = Field(default=5 << 40, ge=1)  # one file (S3's largest object)
     # Request bodies: JSON and forms, then archive uploads (POST /api/v1/archives, the
     # dashboard's upload). Parts are also held to their declared size. Over a cap: 413.
     max_body_bytes: int = Field(default=16 << 20, ge=1024)

@@ -14,6 +14,7 @@ SIGTERM/SIGINT: stop accepting, answer every request received (at most
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import httptools
+
+from jubako.errors import JubakoError
 
 from .codec import JSON, error_body
 
@@ -270,8 +273,14 @@ class HttpServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.proxy.startup()
-        server = await loop.create_server(lambda: Connection(self), host, port, backlog=backlog,
-                                          reuse_address=True)
+        try:
+            server = await loop.create_server(lambda: Connection(self), host, port, backlog=backlog,
+                                              reuse_address=True)
+        except OSError as e:
+            await self.proxy.shutdown()
+            if e.errno == errno.EADDRINUSE:
+                raise JubakoError(f"port {port} is in use") from None
+            raise JubakoError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
         try:
             await stop.wait()
         finally:

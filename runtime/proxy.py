@@ -513,6 +513,9 @@ def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.
         event_loop_policy()
         asyncio.run(HttpServer(proxy, settings.max_body_bytes).serve(host, port, timeout_graceful=30))
         return
+    from .serve import ensure_port_free
+
+    ensure_port_free(host, port)  # uvicorn would log it and exit 1 without saying why to us
     config = uvicorn.Config(
         proxy, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
         access_log=False, log_level="warning", backlog=4096, timeout_graceful_shutdown=30,

@@ -10,11 +10,14 @@ is restarted; a child whose supervisor dies gets SIGTERM from the kernel (Linux)
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -35,6 +38,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before anything claims readiness (the
+    readiness poll would otherwise ask whoever owns the port)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the proxy binds: TIME_WAIT is fine
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise JubakoError(f"port {port} is in use") from None
+            raise JubakoError(f"cannot listen on {host}:{port}: {e.strerror}") from None
 
 
 class Child:
@@ -72,6 +88,7 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
     bundle = open_bento(bento)  # fail here, with a clear message, not in every child
     if workers < 1:
         raise JubakoError("--workers must be >= 1")
+    ensure_port_free(host, port)
     worker_python = _worker_python(bundle, install)
     env = dict(os.environ)
     if not env.get("JUBAKO_NUM_THREADS"):
@@ -81,9 +98,12 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
     # its operator/ folder would shadow the stdlib module (Python 3.12 imports it late).
     py = [sys.executable, "-P", "-m", "jubako.runtime"]
     wports = [(free_port(), free_port()) for _ in range(workers)]
+    # each worker writes why it could not start here, as a pod's container writes
+    # /dev/termination-log; serve reports it once instead of restarting the worker forever
+    notes = Path(tempfile.mkdtemp(prefix="jubako-serve-"))
     children = [
         Child(f"worker {i}", [worker_python, *py[1:], "worker", "--bento", path, "--host", "127.0.0.1", "--port", str(p),
-                              "--http-port", str(h)], env)
+                              "--http-port", str(h)], {**env, "JUBAKO_TERMINATION_LOG": str(_note(notes, i))})
         for i, (p, h) in enumerate(wports)
     ]
     addrs = ",".join(f"127.0.0.1:{p}" for p, _ in wports)
@@ -106,13 +126,16 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
             for c in [*children, proxy]:
                 if not c.alive() and not stop["flag"]:
                     code = c.proc.returncode if c.proc else None
-                    if c is proxy and not announced and time.monotonic() - c.started < 5 and c.restarts >= 2:
-                        raise JubakoError(f"the proxy keeps exiting (code {code}); is port {port} free?")
+                    if not announced:  # never served: restarting would fail the same way, forever
+                        if c is proxy:
+                            raise JubakoError(f"the proxy exited (code {code}) before it was ready; see above")
+                        why = (notes / f"worker-{children.index(c)}").read_text().strip()
+                        raise JubakoError(f"{c.name} could not start: {why or f'exited with code {code}'}")
                     print(f"jubako serve: {c.name} exited ({code}); restarting", file=sys.stderr, flush=True)
                     c.restarts += 1
                     c.start()
             if not announced:
-                if _ready(url):
+                if proxy.alive() and _ready(url):
                     announced = True
                     print(f"jubako serve: {bundle.manifest.tag} ready at {url} "
                           f"({workers} worker(s); docs at {url}/docs)", file=sys.stderr, flush=True)
@@ -125,6 +148,7 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
         proxy.stop(35)
         for c in children:
             c.stop(35)
+        shutil.rmtree(notes, ignore_errors=True)
     print("jubako serve: stopped", file=sys.stderr, flush=True)
 
 
@@ -140,6 +164,12 @@ def _worker_python(bundle: object, install: bool) -> str:
     if python != sys.executable:
         print(f"jubako serve: workers run in {Path(python).parent.parent}", file=sys.stderr, flush=True)
     return python
+
+
+def _note(folder: Path, i: int) -> Path:
+    path = folder / f"worker-{i}"
+    path.touch()
+    return path
 
 
 def _ready(url: str) -> bool:

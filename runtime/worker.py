@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from jubako import logs
+from jubako.errors import JubakoError
 
 from . import wire
 from .executor import ApiRunner, failed, runners
@@ -170,4 +171,27 @@ def run(bento: str | Path, port: int, http_port: int | None, host: str = "0.0.0.
 
     logs.configure()  # JSON lines in pods, text on a terminal (JUBAKO_LOG_FORMAT / _LEVEL)
     event_loop_policy()
-    asyncio.run(Worker(bento, host, port, http_port).main())
+    worker = Worker(bento, host, port, http_port)
+    try:
+        asyncio.run(worker.main())
+    except Exception as e:
+        if worker.ready:
+            raise
+        # the bento does not load (a service whose __init__ raises, a missing model): say
+        # so once and exit, so that `jubako serve` stops and a pod shows CrashLoopBackOff
+        # with the reason in its termination message, instead of a restart loop
+        message = f"{type(e).__name__}: {e}"
+        log.error("worker could not start: %s", message, exc_info=not isinstance(e, JubakoError))
+        termination_log(message)
+        raise SystemExit(1) from None
+
+
+def termination_log(message: str) -> None:
+    """Write ``message`` where Kubernetes reads a container's termination message
+    (``JUBAKO_TERMINATION_LOG``, default /dev/termination-log), when that file exists and is
+    writable: the kubelet creates it in a pod; elsewhere nothing is created."""
+    from jubako.environment import write_termination_message
+
+    path = Path(os.environ.get("JUBAKO_TERMINATION_LOG") or "/dev/termination-log")
+    if path.is_file() and os.access(path, os.W_OK):
+        write_termination_message(path, message)

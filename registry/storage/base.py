@@ -65,6 +65,10 @@ class Storage(abc.ABC):
     def begin(self, key: str) -> str:
         """Start a multipart upload to ``key``; return its id."""
 
+    def begin_many(self, keys: list[str]) -> list[str]:
+        """``begin`` for each key (backends with slow calls run them concurrently)."""
+        return [self.begin(k) for k in keys]
+
     @abc.abstractmethod
     def put_part(self, key: str, upload: str, number: int, path: Path, size: int) -> None:
         """Store part ``number`` from a spooled file (the registry streams it through)."""
@@ -72,6 +76,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def parts(self, key: str, upload: str) -> dict[int, Part]:
         """Parts received so far."""
+
+    def parts_many(self, uploads: list[tuple[str, str]]) -> list[dict[int, Part]]:
+        """``parts`` for each (key, upload)."""
+        return [self.parts(k, u) for k, u in uploads]
 
     def presign_part(self, key: str, upload: str, number: int, expiry: int) -> str | None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +226,115 @@ def test_every_value_is_documented_and_the_readme_is_current() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "chart_readme.py"), "--check", str(CHART)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def names(docs: list[dict]) -> list[tuple[str, str]]:
+    return [(d["kind"], d["metadata"]["name"]) for d in docs]
+
+
+def render_release(release: str, values: list[str]) -> list[dict]:
+    args = ["template", release, str(CHART), "--namespace", "jubako-system"]
+    for v in values:
+        args += ["--set", v]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def test_a_53_character_release_name_gives_valid_names_for_everything() -> None:
+    # Helm allows release names up to 53 characters; every object name must stay a valid
+    # DNS label (63), the migrate Job included (its pods' job-name label holds it).
+    release = "r" * 52 + "x"
+    everything = ["operator.serviceMonitor.enabled=true", "proxyMetrics.serviceMonitor.enabled=true"]
+    for values in (VALUE_SETS["external-db-and-s3"], VALUE_SETS["in-chart-postgresql"] + everything):
+        docs = render_release(release, values)
+        jobs = [name for kind, name in names(docs) if kind == "Job"]
+        assert jobs == [release[:46] + "-registry-migrate"]
+        for kind, name in names(docs):
+            assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), (kind, name)
+
+
+def test_operator_without_a_registry_fails_the_render_with_advice() -> None:
+    proc = helm("template", "jubako", str(CHART), "--set", "registry.enabled=false", check=False)
+    assert proc.returncode != 0
+    assert "registry.enabled=false needs operator.registryUrl" in proc.stderr
+
+
+def operator_deployment(docs: list[dict]) -> dict:
+    (deploy,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "jubako-operator"]
+    return deploy
+
+
+def test_operator_pods_are_ready_only_when_healthy_and_spread_over_nodes() -> None:
+    pod = operator_deployment(render(VALUE_SETS["defaults"]))["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    # one replica: nothing to spread; a user's affinity replaces ours
+    assert "affinity" not in operator_deployment(render(["operator.replicaCount=1"]))["spec"]["template"]["spec"]
+    mine = operator_deployment(render(["operator.affinity.nodeAffinity.x=1"]))["spec"]["template"]["spec"]
+    assert mine["affinity"] == {"nodeAffinity": {"x": 1}}
+
+
+def test_registry_runs_as_its_own_service_account_with_annotations() -> None:
+    docs = render(["registry.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/r"])
+    (account,) = [d for d in by_kind(docs, "ServiceAccount") if d["metadata"]["name"] == "jubako-registry"]
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}
+    assert account["automountServiceAccountToken"] is False
+    (deploy,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "jubako-registry"]
+    assert deploy["spec"]["template"]["spec"]["serviceAccountName"] == "jubako-registry"
+    existing = render(["registry.serviceAccount.create=false", "registry.serviceAccount.name=team-sa"])
+    assert not [d for d in by_kind(existing, "ServiceAccount") if d["metadata"]["name"] == "jubako-registry"]
+    (deploy,) = [d for d in by_kind(existing, "Deployment") if d["metadata"]["name"] == "jubako-registry"]
+    assert deploy["spec"]["template"]["spec"]["serviceAccountName"] == "team-sa"
+
+
+def test_network_policies_admit_only_what_each_component_serves() -> None:
+    docs = render(VALUE_SETS["in-chart-postgresql"] + ["operator.serviceMonitor.enabled=true"])
+    policies = {d["metadata"]["name"]: d["spec"] for d in by_kind(docs, "NetworkPolicy")}
+    assert set(policies) == {"jubako-registry", "jubako-operator", "jubako-postgresql"}
+    for name, spec in policies.items():
+        assert spec["policyTypes"] == ["Ingress"], name
+        for rule in spec["ingress"]:
+            assert rule["ports"], name  # never "everything on every port"
+    (pg_rule,) = policies["jubako-postgresql"]["ingress"]
+    assert pg_rule["ports"] == [{"port": 5432, "protocol": "TCP"}]
+    assert {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in pg_rule["from"]} == {
+        "registry", "registry-migrate"}
+    (op_rule,) = policies["jubako-operator"]["ingress"]
+    assert op_rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert not by_kind(render(["networkPolicy.enabled=false"]), "NetworkPolicy")
+
+
+def test_operator_metrics_are_served_and_scraped() -> None:
+    docs = render(["operator.serviceMonitor.enabled=true"])
+    container = operator_deployment(docs)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert env["JUBAKO_OPERATOR_METRICS_PORT"] == str(ports["metrics"])
+    (service,) = [d for d in by_kind(docs, "Service") if d["metadata"]["name"] == "jubako-operator-metrics"]
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    monitors = {d["metadata"]["name"]: d["spec"] for d in by_kind(docs, "ServiceMonitor")}
+    assert monitors["jubako-operator"]["endpoints"][0]["port"] == "metrics"
+    assert monitors["jubako-operator"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert not by_kind(render([]), "ServiceMonitor")
+
+
+def test_queue_depth_hpas_have_their_metric_scraped_and_served() -> None:
+    from jubako.operator.render import QUEUE_DEPTH_METRIC
+
+    docs = render(["proxyMetrics.serviceMonitor.enabled=true"])
+    monitors = {d["metadata"]["name"]: d["spec"] for d in by_kind(docs, "ServiceMonitor")}
+    proxies = monitors["jubako-proxies"]
+    assert proxies["namespaceSelector"] == {"any": True}
+    assert proxies["selector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "jubako-operator",
+                                                  "app.kubernetes.io/component": "proxy"}
+    # The rule for prometheus-adapter (its chart's `rules.custom`): the HPA asks for the
+    # metric on the proxy Service, so the series must map `service` and `namespace`.
+    adapter = yaml.safe_load((CHART / "files" / "prometheus-adapter-values.yaml").read_text())
+    (rule,) = adapter["rules"]["custom"]
+    assert QUEUE_DEPTH_METRIC in rule["seriesQuery"]
+    assert rule["name"]["as"] == QUEUE_DEPTH_METRIC
+    assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"},
+                                              "service": {"resource": "service"}}
+    assert "sum(" in rule["metricsQuery"]

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from jubako.manifest import FileEntry, ModelManifest, utcnow
 
-from .conftest import ADMIN
+from .conftest import ADMIN, make_settings, serve
 
 EMPTY = hashlib.sha256(b"").hexdigest()
 BOTH = ["sqlite-local", "postgres-s3"]
@@ -226,3 +226,39 @@ def test_manifest_cannot_poison_a_blob(registry) -> None:  # type: ignore[no-unt
             json={"manifest": model_manifest("empty", "v1", {"e": (0, EMPTY)})},
         )
         assert r.status_code in (200, 201), r.text
+
+
+# --- item 5: declared sizes and counts are bounded ---------------------------------------
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_declared_sizes_and_counts_are_bounded(backend, tmp_path: Path, request) -> None:  # type: ignore[no-untyped-def]
+    db, storage = backend.split("-")
+    db_url = request.getfixturevalue("pg_url") if db == "postgres" else "sqlite"
+    moto = request.getfixturevalue("moto_endpoint") if storage == "s3" else None
+    served = serve(make_settings(tmp_path, db_url, storage, moto, max_files=20))
+    try:
+        with raw(served) as http:
+
+            def put(name: str, files: dict[str, tuple[int, str]]) -> httpx.Response:
+                text = model_manifest(name, "v1", files)
+                return http.put(f"/api/v1/models/{name}/versions/v1", json={"manifest": text})
+
+            big = hashlib.sha256(b"big").hexdigest()
+            r = put("huge", {"w.bin": (1 << 53, big)})  # past the largest blob
+            assert r.status_code == 422 and "larger than" in r.text, r.text
+            many = {f"f{i}": (1, hashlib.sha256(b"%d" % i).hexdigest()) for i in range(21)}
+            r = put("many", many)
+            assert r.status_code == 422 and "files" in r.text, r.text
+
+            size = 100 << 30  # 100 GiB at 5 MiB parts would be 20 480 parts; S3 allows 10 000
+            r = put("large", {"w.bin": (size, big)})
+            assert r.status_code == 201, r.text
+            (blob,) = r.json()["upload"]["blobs"]
+            parts = blob["parts"]
+            assert len(parts) <= 10_000
+            assert sum(p["size"] for p in parts) == size
+            assert all(p["size"] == blob["part_size"] for p in parts[:-1])
+            assert blob["part_size"] % (1 << 20) == 0
+    finally:
+        served.stop()

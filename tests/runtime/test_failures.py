@@ -21,7 +21,7 @@ from jubako.store import Store
 from .conftest import serve, wait_for
 from .test_serve import post_all
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 
 def test_unserialisable_output_fails_only_its_request_and_the_api_keeps_serving(runtime_store: Store) -> None:

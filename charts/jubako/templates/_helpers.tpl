@@ -18,6 +18,15 @@
 
 {{- define "jubako.registry.fullname" -}}{{ include "jubako.fullname" . | trunc 54 | trimSuffix "-" }}-registry{{- end -}}
 {{- define "jubako.operator.fullname" -}}{{ include "jubako.fullname" . | trunc 54 | trimSuffix "-" }}-operator{{- end -}}
+{{- define "jubako.operator.metricsName" -}}{{ include "jubako.fullname" . | trunc 46 | trimSuffix "-" }}-operator-metrics{{- end -}}
+{{- define "jubako.registry.migrateName" -}}{{ include "jubako.fullname" . | trunc 46 | trimSuffix "-" }}-registry-migrate{{- end -}}
+{{- define "jubako.registry.serviceAccountName" -}}
+{{- if .Values.registry.serviceAccount.create -}}
+{{- default (include "jubako.registry.fullname" .) .Values.registry.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.registry.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
 {{- define "jubako.postgresql.fullname" -}}{{ include "jubako.fullname" . | trunc 52 | trimSuffix "-" }}-postgresql{{- end -}}
 
 {{/* Labels ------------------------------------------------------------------------ */}}
@@ -61,6 +70,9 @@ imagePullSecrets:
 
 {{/* Registry ----------------------------------------------------------------------- */}}
 {{- define "jubako.registry.url" -}}
+{{- if and (not .Values.registry.enabled) (not .Values.operator.registryUrl) -}}
+{{- fail "registry.enabled=false needs operator.registryUrl: the operator would point at a registry this release does not install" -}}
+{{- end -}}
 {{- if .Values.operator.registryUrl -}}
 {{- .Values.operator.registryUrl -}}
 {{- else -}}

@@ -35,8 +35,12 @@ Digest = Annotated[str, Path(pattern="^[0-9a-f]{64}$")]
 
 def upload_out(reg: Registry, db: Session, upload: Upload, blobs: list[BlobUpload]) -> UploadOut:
     out = []
+    # Ask storage only about blobs whose multipart upload was not begun by this request.
+    ask = [b for b in blobs if b.multipart_id and not getattr(b, "fresh", False)]
+    got = reg.storage.parts_many([(b.key, b.multipart_id) for b in ask])
+    receipts = {b.digest: r for b, r in zip(ask, got, strict=True)}
     for bu in blobs:
-        received = reg.storage.parts(bu.key, bu.multipart_id) if bu.multipart_id else {}
+        received = receipts.get(bu.digest, {})
         parts = []
         for n in range(1, bu.part_count + 1):
             size = service.expected_part_size(bu, n)

@@ -199,6 +199,8 @@ def make_router(kind: str) -> APIRouter:
             force=body.force,
             part_size=reg.settings.part_size,
             upload_timeout_s=reg.settings.upload_timeout_s,
+            max_files=reg.settings.max_files,
+            max_blob_bytes=reg.settings.max_blob_bytes,
         )
         db.commit()
         if res.created:

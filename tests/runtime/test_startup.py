@@ -1,0 +1,95 @@
+"""Start-up mistakes fail fast, once, with the reason: a port in use, a service whose
+``__init__`` raises (``jubako serve`` and the worker role as a pod runs it)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jubako.runtime.serve import free_port
+
+from jubako.build import build
+from jubako.store import Store
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
+
+BROKEN = '''
+import jubako
+
+
+@jubako.service(name="broken-init")
+class Broken:
+    def __init__(self):
+        raise RuntimeError("the model file is missing")
+
+    @jubako.api
+    def echo(self, text: str) -> str:
+        return text
+'''
+
+
+@pytest.fixture(scope="module")
+def broken(runtime_store: Store, tmp_path_factory: pytest.TempPathFactory) -> str:
+    src = tmp_path_factory.mktemp("broken")
+    (src / "service.py").write_text(BROKEN)
+    (src / "jubako.yaml").write_text('service: service:Broken\ninclude: ["service.py"]\n')
+    build(src, store=runtime_store)
+    return "broken-init"
+
+
+def jubako(store: Store, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from jubako.cli import main; main()", *args],
+        env={**os.environ, "JUBAKO_HOME": str(store.home), "JUBAKO_NUM_THREADS": "1", **(env or {})},
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_serve_on_a_port_in_use_exits_with_the_reason_before_claiming_readiness(runtime_store: Store) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = jubako(runtime_store, "serve", "toy", "--port", str(port))
+    assert r.returncode != 0
+    assert f"error: port {port} is in use" in r.stderr
+    assert "ready at" not in r.stderr and "restarting" not in r.stderr
+
+
+def test_proxy_role_on_a_port_in_use_exits_with_the_reason(runtime_store: Store) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-P", "-m", "jubako.runtime", "proxy", "--bento", "toy", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", f"127.0.0.1:{free_port()}"],
+            env={**os.environ, "JUBAKO_HOME": str(runtime_store.home)}, capture_output=True, text=True, timeout=60,
+        )
+    assert r.returncode != 0
+    assert f"error: port {port} is in use" in r.stderr
+
+
+def test_serve_whose_service_init_raises_exits_once_with_the_error(runtime_store: Store, broken: str) -> None:
+    r = jubako(runtime_store, "serve", broken, "--port", str(free_port()), "--workers", "2")
+    assert r.returncode != 0
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    assert "the model file is missing" in errors[0] and "worker" in errors[0]
+    assert "restarting" not in r.stderr and "ready at" not in r.stderr
+
+
+def test_worker_role_whose_service_init_raises_exits_and_writes_the_termination_log(
+    runtime_store: Store, broken: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "termination-log"
+    log.write_text("")  # Kubernetes creates the file; the container writes it
+    r = subprocess.run(
+        [sys.executable, "-P", "-m", "jubako.runtime", "worker", "--bento", broken, "--host", "127.0.0.1",
+         "--port", str(free_port()), "--http-port", str(free_port())],
+        env={**os.environ, "JUBAKO_HOME": str(runtime_store.home), "JUBAKO_TERMINATION_LOG": str(log)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 1
+    assert "worker could not start: RuntimeError: the model file is missing" in r.stderr
+    assert "RuntimeError: the model file is missing" in log.read_text()
