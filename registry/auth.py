@@ -30,6 +30,13 @@ def allows(granted: str, needed: str) -> bool:
     return SCOPES.index(granted) >= SCOPES.index(needed)
 
 
+def _check_user_name(name: str) -> None:
+    if not name or len(name) > 128:
+        raise BadRequest("user name must have 1 to 128 characters")
+    if "\x00" in name:  # PostgreSQL refuses NUL in text
+        raise BadRequest("a user name must not contain NUL bytes")
+
+
 def user(db: Session, name: str) -> User:
     u = db.scalar(select(User).where(User.name == name))
     if u is None:
@@ -51,8 +58,9 @@ def create_token(
     """A new token and its plaintext, which is never stored."""
     if scope not in SCOPES:
         raise BadRequest(f"scope must be one of {', '.join(SCOPES)}")
-    if not user_name or len(user_name) > 128:
-        raise BadRequest("user name must have 1 to 128 characters")
+    _check_user_name(user_name)
+    if "\x00" in name:
+        raise BadRequest("a token name must not contain NUL bytes")
     if expires_in is not None and expires_in.total_seconds() <= 0:
         raise BadRequest("expiry must be in the future")
     plain = secret or TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -144,8 +152,7 @@ def set_password(db: Session, user_name: str, password: str | None, scope: str |
         raise BadRequest(f"a password must have at least {MIN_PASSWORD} characters")
     if password is not None and scope not in SCOPES:
         raise BadRequest(f"scope must be one of {', '.join(SCOPES)}")
-    if not user_name or len(user_name) > 128:
-        raise BadRequest("user name must have 1 to 128 characters")
+    _check_user_name(user_name)
     u = user(db, user_name)
     u.password_hash = hash_password(password) if password is not None else None
     u.scope = scope if password is not None else None

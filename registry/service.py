@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, literal, select, tuple_, update
+from sqlalchemy import and_, delete, exists, func, literal, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,8 +50,6 @@ MANIFEST_KINDS: dict[str, type[BentoManifest] | type[ModelManifest]] = {
     "bento": BentoManifest,
     "model": ModelManifest,
 }
-MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
-PART_ALIGN = 1 << 20
 LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
@@ -160,7 +157,7 @@ def _selector_clauses(selector: str) -> list[Any]:
             k, v, op = term[1:].strip(), "", "absent"
         else:
             k, v, op = term, "", "present"
-        if not LABEL_KEY.match(k):
+        if not LABEL_KEY.fullmatch(k):
             raise BadRequest(f"invalid label selector term {term!r}")
         has = exists().where(Label.version_id == Version.id, Label.key == k)
         if op == "=":
@@ -189,10 +186,12 @@ def _decode_cursor(cursor: str, sort: str) -> list[Any]:
         values = json.loads(raw)
         if not isinstance(values, list) or len(values) != 2 or not isinstance(values[1], int):
             raise ValueError
+        if not 0 <= values[1] < 2**63:  # row ids; past 64 bits SQLite raises OverflowError
+            raise ValueError
         if sort.lstrip("-") == "created_at":
             values[0] = datetime.fromisoformat(values[0])
-        elif not isinstance(values[0], str):
-            raise ValueError
+        elif not isinstance(values[0], str) or len(values[0]) > 63 or "\x00" in values[0]:
+            raise ValueError  # a name: fits its column, no NUL (PostgreSQL refuses it)
         return values
     except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
         raise BadRequest("invalid cursor") from None
@@ -269,6 +268,9 @@ class CreateResult:
     missing: list[BlobUpload] = field(default_factory=list)
 
 
+MAX_PATH = 1024  # the version_files.path column
+
+
 def _check_paths(kind: str, manifest: BentoManifest | ModelManifest) -> None:
     seen = set()
     for f in manifest.files:
@@ -282,6 +284,8 @@ def _check_paths(kind: str, manifest: BentoManifest | ModelManifest) -> None:
             or any(s in ("", ".", "..") for s in parts)
         ):
             raise InvalidBundle(f"files: unsafe path {p!r}")
+        if len(p) > MAX_PATH:
+            raise InvalidBundle(f"files: path {p[:60]!r}... longer than {MAX_PATH} characters")
         if p in ("bento.yaml", "model.yaml"):
             raise InvalidBundle(f"files: {p!r} is the manifest itself")
         if kind == "bento" and parts[0] == "models":
@@ -304,10 +308,12 @@ def parse(kind: str, name: str, version: str, text: str) -> BentoManifest | Mode
 
 def _check_labels(labels: dict[str, Any]) -> dict[str, str]:
     for k, v in labels.items():
-        if not LABEL_KEY.match(k):
+        if not LABEL_KEY.fullmatch(k):
             raise BadRequest(f"invalid label key {k!r}")
-        if v is not None and (not isinstance(v, str) or len(v) > 255):
-            raise BadRequest(f"label {k!r}: value must be a string of at most 255 characters")
+        if v is not None and (not isinstance(v, str) or len(v) > 255 or "\x00" in v):
+            raise BadRequest(
+                f"label {k!r}: value must be a string of at most 255 characters, without NUL"
+            )
     return labels
 
 
@@ -341,16 +347,14 @@ def create_version(
     upload_timeout_s: int,
 ) -> CreateResult:
     m = parse(kind, name, version, manifest_text)
+    _check_labels(m.labels)  # the manifest's labels pass the same checks as PATCH
     labels = _check_labels(labels or {})
-    wanted = _wanted_blobs(m, max_files=max_files, max_blob_bytes=max_blob_bytes)
+    wanted = _wanted_blobs(m)
     present = _present_blobs(db, wanted)
-    dumped = m.dump()  # YAML is most of a large manifest's cost: dump it once
-    canonical = dumped.decode()
-    digest = "sha256:" + hashlib.sha256(dumped).hexdigest()
+    canonical = m.dump().decode()
+    digest = m.digest()
     refs: list[Version] = []
     if isinstance(m, BentoManifest):
-    max_files: int = 100_000,
-    max_blob_bytes: int = 5 << 40,
         for ref in m.models:
             t = ref.parsed
             mv = find_version(db, "model", t.name, t.version)
@@ -417,14 +421,9 @@ def create_version(
             db.flush()
     except IntegrityError:
         raise Conflict(f"{kind} {name}:{version} is being pushed concurrently; retry") from None
-    if m.files:  # one multi-row INSERT, not an ORM object per file
-        db.execute(
-            insert(VersionFile),
-            [
-                {"version_id": v.id, "path": f.path, "digest": f.sha256, "size": f.size}
-                for f in m.files
-            ],
-        )
+    db.add_all(
+        VersionFile(version_id=v.id, path=f.path, digest=f.sha256, size=f.size) for f in m.files
+    )
     db.add_all(VersionRef(bento_version_id=v.id, model_version_id=mv.id) for mv in refs)
     upload = Upload(
         id=secrets.token_hex(16),
@@ -439,9 +438,7 @@ def create_version(
     return CreateResult(v, upload, created=True, missing=missing)
 
 
-def _wanted_blobs(
-    m: BentoManifest | ModelManifest, *, max_files: int, max_blob_bytes: int
-) -> dict[str, int]:
+def _wanted_blobs(m: BentoManifest | ModelManifest) -> dict[str, int]:
     """The manifest's blobs, digest -> size, refusing declarations no bytes can match: a
     blob is only ever recorded under a digest verified from bytes of the declared size."""
     wanted: dict[str, int] = {}
@@ -454,14 +451,8 @@ def _wanted_blobs(
 
 
 def _present_blobs(db: Session, wanted: dict[str, int]) -> set[str]:
-    if len(m.files) > max_files:
-        raise InvalidBundle(f"files: {len(m.files)} files, at most {max_files} are accepted")
     """The wanted blobs the registry has (marked as seen); a stored blob's size is the size
     of the bytes verified when it was stored, so another declared size is refused."""
-        if f.size > max_blob_bytes:
-            raise InvalidBundle(
-                f"files: {f.path!r}: {f.size} bytes is larger than {max_blob_bytes}"
-            )
     present: set[str] = set()
     digests = list(wanted)
     for i in range(0, len(digests), 500):
@@ -501,18 +492,10 @@ def _session_blobs(
             bu.multipart_id = ""
         if bu is None:
             key = storage.key_for(d, upload.id)
-            bu = BlobUpload(
-                upload_id=upload.id,
-                digest=d,
-                size=size,
-                key=key,
-                part_size=blob_part_size(size, part_size),
-            )
+            bu = BlobUpload(upload_id=upload.id, digest=d, size=size, key=key, part_size=part_size)
             upload.blobs.append(bu)
-    new = [b for b in upload.blobs if not b.done and not b.multipart_id]
-    for bu, mid in zip(new, storage.begin_many([b.key for b in new]), strict=True):
-        bu.multipart_id = mid
-        bu.fresh = True  # not a column: no part can have arrived (upload_out skips asking)
+        if not bu.multipart_id:
+            bu.multipart_id = storage.begin(bu.key)
     db.flush()
     return [b for b in upload.blobs if not b.done]
 
@@ -525,12 +508,6 @@ def _add_blob(db: Session, storage: Storage, digest: str, size: int, key: str) -
         other = db.get(Blob, digest)
         if other is not None and other.key != key:
             storage.delete(key)  # another push stored the same content first
-
-
-def blob_part_size(size: int, configured: int) -> int:
-    """The configured part size, grown (in whole MiB) so a blob has at most MAX_PARTS."""
-    need = -(-size // MAX_PARTS)
-    return max(configured, -(-need // PART_ALIGN) * PART_ALIGN)
 
 
 def get_upload(db: Session, upload_id: str) -> Upload:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 State = Literal["uploading", "ready", "failed"]
 
@@ -100,9 +100,18 @@ class DownloadOut(BaseModel):
     files: list[FileOut]
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:  # PostgreSQL refuses NUL in text
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+NoNulStr = Annotated[str, AfterValidator(_no_nul)]
+
+
 class DeploymentIn(BaseModel):
     bento: str = Field(description="name:version the deployment runs")
-    cluster: str = ""
+    cluster: NoNulStr = ""
     status: dict[str, Any] = Field(default_factory=dict)
 
 

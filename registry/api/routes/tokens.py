@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from sqlalchemy import select
 
 from ... import auth, service
@@ -54,7 +55,9 @@ def create(body: TokenCreate, db: SessionDep, caller: AdminCaller) -> TokenCreat
 
 
 @router.delete("/{token_id}", status_code=204, summary="Revoke a token")
-def revoke(token_id: int, db: SessionDep, caller: AdminCaller) -> Response:
+def revoke(
+    token_id: Annotated[int, Path(ge=1, le=2**63 - 1)], db: SessionDep, caller: AdminCaller
+) -> Response:
     auth.revoke(db, token_id)
     service.audit(db, caller, "token.revoke", f"token {token_id}")
     db.commit()
