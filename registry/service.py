@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, literal, select, tuple_, update
+from sqlalchemy import and_, delete, exists, func, insert, literal, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,6 +51,8 @@ MANIFEST_KINDS: dict[str, type[BentoManifest] | type[ModelManifest]] = {
     "bento": BentoManifest,
     "model": ModelManifest,
 }
+MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
+PART_ALIGN = 1 << 20
 LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
@@ -345,14 +348,17 @@ def create_version(
     force: bool = False,
     part_size: int,
     upload_timeout_s: int,
+    max_files: int = 100_000,
+    max_blob_bytes: int = 5 << 40,
 ) -> CreateResult:
     m = parse(kind, name, version, manifest_text)
     _check_labels(m.labels)  # the manifest's labels pass the same checks as PATCH
     labels = _check_labels(labels or {})
-    wanted = _wanted_blobs(m)
+    wanted = _wanted_blobs(m, max_files=max_files, max_blob_bytes=max_blob_bytes)
     present = _present_blobs(db, wanted)
-    canonical = m.dump().decode()
-    digest = m.digest()
+    dumped = m.dump()  # YAML is most of a large manifest's cost: dump it once
+    canonical = dumped.decode()
+    digest = "sha256:" + hashlib.sha256(dumped).hexdigest()
     refs: list[Version] = []
     if isinstance(m, BentoManifest):
         for ref in m.models:
@@ -421,9 +427,14 @@ def create_version(
             db.flush()
     except IntegrityError:
         raise Conflict(f"{kind} {name}:{version} is being pushed concurrently; retry") from None
-    db.add_all(
-        VersionFile(version_id=v.id, path=f.path, digest=f.sha256, size=f.size) for f in m.files
-    )
+    if m.files:  # one multi-row INSERT, not an ORM object per file
+        db.execute(
+            insert(VersionFile),
+            [
+                {"version_id": v.id, "path": f.path, "digest": f.sha256, "size": f.size}
+                for f in m.files
+            ],
+        )
     db.add_all(VersionRef(bento_version_id=v.id, model_version_id=mv.id) for mv in refs)
     upload = Upload(
         id=secrets.token_hex(16),
@@ -438,11 +449,19 @@ def create_version(
     return CreateResult(v, upload, created=True, missing=missing)
 
 
-def _wanted_blobs(m: BentoManifest | ModelManifest) -> dict[str, int]:
+def _wanted_blobs(
+    m: BentoManifest | ModelManifest, *, max_files: int, max_blob_bytes: int
+) -> dict[str, int]:
     """The manifest's blobs, digest -> size, refusing declarations no bytes can match: a
     blob is only ever recorded under a digest verified from bytes of the declared size."""
+    if len(m.files) > max_files:
+        raise InvalidBundle(f"files: {len(m.files)} files, at most {max_files} are accepted")
     wanted: dict[str, int] = {}
     for f in m.files:
+        if f.size > max_blob_bytes:
+            raise InvalidBundle(
+                f"files: {f.path!r}: {f.size} bytes is larger than {max_blob_bytes}"
+            )
         if (f.size == 0) != (f.sha256 == EMPTY_SHA256):
             raise InvalidBundle(f"files: {f.path!r}: {f.size} bytes cannot have sha256 {f.sha256}")
         if wanted.setdefault(f.sha256, f.size) != f.size:
@@ -492,12 +511,26 @@ def _session_blobs(
             bu.multipart_id = ""
         if bu is None:
             key = storage.key_for(d, upload.id)
-            bu = BlobUpload(upload_id=upload.id, digest=d, size=size, key=key, part_size=part_size)
+            bu = BlobUpload(
+                upload_id=upload.id,
+                digest=d,
+                size=size,
+                key=key,
+                part_size=blob_part_size(size, part_size),
+            )
             upload.blobs.append(bu)
-        if not bu.multipart_id:
-            bu.multipart_id = storage.begin(bu.key)
+    new = [b for b in upload.blobs if not b.done and not b.multipart_id]
+    for bu, mid in zip(new, storage.begin_many([b.key for b in new]), strict=True):
+        bu.multipart_id = mid
+        bu.fresh = True  # not a column: no part can have arrived (upload_out skips asking)
     db.flush()
     return [b for b in upload.blobs if not b.done]
+
+
+def blob_part_size(size: int, configured: int) -> int:
+    """The configured part size, grown (in whole MiB) so a blob has at most MAX_PARTS."""
+    need = -(-size // MAX_PARTS)
+    return max(configured, -(-need // PART_ALIGN) * PART_ALIGN)
 
 
 def _add_blob(db: Session, storage: Storage, digest: str, size: int, key: str) -> None:
