@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,11 @@ import typer
 
 from ..errors import JubakoError
 from ..store import Store
+from ..tags import Tag
 from .output import (
     JSON_OPTION_HELP,
     bundle_summary,
+    confirm,
     parse_labels,
     print_bundles,
     print_json,
@@ -66,12 +69,20 @@ def delete(
     _delete(Store().bentos, tag, yes)
 
 
-def _delete(kind_store, tag: str, yes: bool) -> None:  # type: ignore[no-untyped-def]
+def _delete(kind_store, tag: str, yes: bool, users: Callable[[Tag], list[str]] | None = None,  # type: ignore[no-untyped-def]
+            force: bool = False) -> None:
     if tag.partition(":")[2] in ("", "latest"):
         raise JubakoError(f"name an exact version to delete, e.g. {tag.partition(':')[0]}:<version>")
     bundle = kind_store.get(tag)
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"delete {bundle.tag}?", abort=True)
+    using = users(bundle.tag) if users else []
+    if using and not force:
+        shown = ", ".join(using[:5]) + (f" and {len(using) - 5} more" if len(using) > 5 else "")
+        raise JubakoError(
+            f"{bundle.tag} is used by local bentos ({shown}), which could no longer be served;"
+            " delete them first, or pass --force"
+        )
+    confirm(f"delete {bundle.tag}" + (f" (used by {len(using)} bentos)" if using else "") + "?",
+            yes)
     kind_store.delete(bundle.tag)
     typer.echo(f"deleted {bundle.tag}")
 

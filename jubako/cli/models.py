@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..store import Store
+from ..tags import Tag
 from .bentos import Compression, JsonOpt, _delete, _export
 from .output import print_bundles, print_manifest
 
@@ -36,9 +37,22 @@ def get(
 def delete(
     tag: Annotated[str, typer.Argument(help="name:version.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Even if local bentos use it (they can no longer be served).")
+    ] = False,
 ) -> None:
-    """Delete a model from the local store."""
-    _delete(Store().models, tag, yes)
+    """Delete a model from the local store (refused while a local bento uses it)."""
+    store = Store()
+    _delete(store.models, tag, yes, users=lambda t: bentos_using(store, t), force=force)
+
+
+def bentos_using(store: Store, model: Tag) -> list[str]:
+    """Tags of the local bentos that pin this model version."""
+    return sorted(
+        str(b.tag)
+        for b in store.bentos.list()
+        if any(ref.parsed == model for ref in b.manifest.models)
+    )
 
 
 @models_app.command()

@@ -29,6 +29,18 @@ def parse_labels(values: list[str] | None) -> dict[str, str]:
     return out
 
 
+def confirm(question: str, yes: bool) -> None:
+    """Ask before a destructive step. Without a terminal nobody can answer, so ``-y`` is
+    required (a script piping /dev/null into `jubako delete` must not delete)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise JubakoError(f"{question} stdin is not a terminal, so nobody can confirm: pass -y")
+    import typer
+
+    typer.confirm(question, abort=True)
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

@@ -1,5 +1,5 @@
-"""Registry commands: ``jubako registry serve|migrate|create-token|set-password|login|list|get|delete``
-and the top-level ``jubako push``, ``jubako pull`` and ``jubako login``.
+"""Registry commands: ``jubako registry serve|migrate|create-token|set-password|login|list|get|delete``,
+``jubako registry token list|revoke``, and the top-level ``jubako push``, ``jubako pull`` and ``jubako login``.
 
 Server-side imports (fastapi, sqlalchemy, boto3) happen inside the commands.
 """
@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ..errors import JubakoError
-from .output import JSON_OPTION_HELP, human_size, parse_labels, print_json
+from .output import JSON_OPTION_HELP, confirm, human_size, parse_labels, print_json
 
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_OPTION_HELP)]
 ModelOpt = Annotated[bool, typer.Option("--model", "-m", help="A model, not a bento.")]
@@ -293,11 +293,60 @@ def delete(
     if t.is_latest:
         raise JubakoError("name the version to delete; 'latest' is refused here")
     kind = "model" if model else "bento"
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"delete {kind} {t} from the registry?", abort=True)
+    confirm(f"delete {kind} {t} from the registry?", yes)
     with _client(registry) as c:
         c.delete_version(kind, t.name, t.version, force=force)
     typer.echo(f"deleted {kind} {t}")
+
+
+token_app = typer.Typer(
+    name="token",
+    help="API tokens of a registry (admin scope): list them, revoke one.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+registry_app.add_typer(token_app)
+
+
+@token_app.command("list")
+def token_list(
+    revoked: Annotated[bool, typer.Option("--all", help="Revoked tokens too.")] = False,
+    registry: UrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the registry's tokens (never their secrets)."""
+    with _client(registry) as c:
+        items = [t for t in c.list_tokens() if revoked or not t["revoked_at"]]
+    if as_json:
+        print_json(items)
+        return
+    from rich.table import Table
+
+    from .output import console
+
+    table = Table("ID", "USER", "SCOPE", "NAME", "PREFIX", "CREATED", "EXPIRES", "LAST USED",
+                  box=None)
+    for t in items:
+        when = {k: (t[k] or "")[:16].replace("T", " ") for k in
+                ("created_at", "expires_at", "last_used_at")}
+        state = " (revoked)" if t["revoked_at"] else ""
+        table.add_row(str(t["id"]), t["user"], t["scope"] + state, t["name"], t["prefix"],
+                      when["created_at"], when["expires_at"] or "never",
+                      when["last_used_at"] or "never")
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (see `token list`).", min=1)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    registry: UrlOpt = None,
+) -> None:
+    """Revoke a token: every request with it is refused from now on."""
+    confirm(f"revoke token {token_id}?", yes)
+    with _client(registry) as c:
+        c.revoke_token(token_id)
+    typer.echo(f"revoked token {token_id}")
 
 
 def push(

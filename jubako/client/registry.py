@@ -253,3 +253,9 @@ class RegistryClient:
 
     def whoami(self) -> dict[str, Any]:
         return self.request("GET", "/api/v1/tokens/self").json()
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/v1/tokens").json()
+
+    def revoke_token(self, token_id: int) -> None:
+        self.request("DELETE", f"/api/v1/tokens/{token_id}")
