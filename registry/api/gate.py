@@ -23,6 +23,7 @@ from . import API_PREFIX
 from .deps import check_token
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}  # every such API route needs write or more
+FORM_BYTES = 64 << 10  # a dashboard form: a few fields, labels at most
 UPLOAD_PATHS = (f"{API_PREFIX}/archives", f"{API_PREFIX}/uploads/", "/ui/push")
 
 
@@ -50,6 +51,9 @@ class ApiGate:
         s = self.reg.settings
         if path.startswith(UPLOAD_PATHS):  # parts are also held to their declared size
             return s.max_upload_bytes, "MAX_UPLOAD_BYTES"
+        if path.startswith("/ui/") and s.max_body_bytes > FORM_BYTES:
+            # Dashboard forms are read before their session is checked (login has none).
+            return FORM_BYTES, "MAX_BODY_BYTES, 64 KiB for dashboard forms"
         return s.max_body_bytes, "MAX_BODY_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

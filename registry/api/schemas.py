@@ -107,12 +107,26 @@ def _no_nul(value: str) -> str:
 
 
 NoNulStr = Annotated[str, AfterValidator(_no_nul)]
+MAX_JSON_DEPTH = 32  # free-form JSON kept and answered later (a deployment's status)
+
+
+def _shallow(value: dict[str, Any]) -> dict[str, Any]:
+    # Deeper documents would be stored, then fail every later answer that includes them
+    # (pydantic refuses to serialize past its own depth limit).
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return value
 
 
 class DeploymentIn(BaseModel):
     bento: str = Field(description="name:version the deployment runs")
     cluster: NoNulStr = ""
-    status: dict[str, Any] = Field(default_factory=dict)
+    status: Annotated[dict[str, Any], AfterValidator(_shallow)] = Field(default_factory=dict)
 
 
 class DeploymentOut(DeploymentIn):

@@ -296,3 +296,28 @@ def test_nul_in_a_login_name_is_a_failed_login(registry: Served) -> None:
         form = {"csrf": csrf, "method": "password", "user": "al\x00ice", "password": "x" * 8}
         r = c.post("/ui/login", data=form)
         assert r.status_code == 401, r.text
+
+
+@pytest.mark.parametrize("backend", ["sqlite-local", "postgres-local"])
+def test_deeply_nested_deployment_status_is_refused_not_stored(registry: Served) -> None:
+    # Stored, a 900-level status made every later listing of deployments a 500.
+    deep = '{"a":' * 900 + "1" + "}" * 900
+    with httpx.Client(base_url=registry.url, headers=AUTH, timeout=ANSWER_S) as c:
+        r = c.put("/api/v1/deployments/ns/d", content=f'{{"bento": "x:v1", "status": {deep}}}',
+                  headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and "levels deep" in r.text, r.text[:300]
+        r = c.get("/api/v1/deployments")
+        assert r.status_code == 200 and r.json() == []
+        ok = {"conditions": [{"type": "Ready", "status": "True", "detail": {"a": {"b": [1]}}}]}
+        r = c.put("/api/v1/deployments/ns/d", json={"bento": "x:v1", "status": ok})
+        assert r.status_code == 200 and r.json()["status"] == ok
+
+
+def test_dashboard_forms_are_capped_smaller_than_uploads(capped: Served) -> None:
+    # Anonymous form posts (the login page) are read before any session exists: kept small.
+    status, _, body = send_partial(capped, "POST", "/ui/login", declared=200 * 1024, send=1024,
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 413, body
+    status, _, body = send_partial(capped, "POST", "/ui/login", declared=None, send=128 * 1024,
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 413, body
