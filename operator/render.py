@@ -170,7 +170,7 @@ def _deployment(
     labels = common_labels(owner, tag, role, group)
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(owner, role, group)},
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "strategy": _strategy(component, settings),
         "template": {
             "metadata": {
                 "labels": {**spec.pod_labels, **labels},
@@ -190,6 +190,40 @@ def _deployment(
     }
 
 
+def _accelerator_taints(component: Component, settings: OperatorSettings) -> list[str]:
+    """Taint keys of the accelerators the component's pods ask for (empty: CPU only)."""
+    resources = _resources(component)
+    asked = {*resources.get("requests", {}), *resources.get("limits", {})}
+    return sorted({t for r in asked if (t := accelerator_taint(r, settings.gpu_taint_key))})
+
+
+def _strategy(component: Component, settings: OperatorSettings) -> dict[str, Any]:
+    """The spec's strategy, else: surge one pod for CPU pods (no capacity lost), but replace
+    one at a time for accelerator pods, which roll out on a full node (no spare GPU)."""
+    chosen = component.strategy
+    if chosen is not None and chosen.type == "Recreate":
+        return {"type": "Recreate"}
+    if _accelerator_taints(component, settings):
+        rolling: dict[str, Any] = {"maxSurge": 0, "maxUnavailable": 1}
+    else:
+        rolling = {"maxSurge": 1, "maxUnavailable": 0}
+    if chosen is not None and chosen.rolling_update is not None:
+        given = chosen.rolling_update
+        if given.max_surge is not None:
+            rolling["maxSurge"] = given.max_surge
+        if given.max_unavailable is not None:
+            rolling["maxUnavailable"] = given.max_unavailable
+    return {"type": "RollingUpdate", "rollingUpdate": rolling}
+
+
+def _tune_probes(container: dict[str, Any], component: Component) -> None:
+    for key, probe in (("livenessProbe", component.probes.liveness),
+                       ("readinessProbe", component.probes.readiness),
+                       ("startupProbe", component.probes.startup)):
+        if probe is not None:
+            container[key].update(probe.model_dump(by_alias=True, exclude_none=True))
+
+
 def _pod_spec(
     owner: Owner,
     spec: BentoDeploymentSpec,
@@ -201,8 +235,7 @@ def _pod_spec(
     image = spec.runtime_image or settings.runtime_image
     pull_policy = spec.image_pull_policy or settings.image_pull_policy
     resources = _resources(component)
-    asked = {*resources.get("requests", {}), *resources.get("limits", {})}
-    taints = sorted({t for r in asked if (t := accelerator_taint(r, settings.gpu_taint_key))})
+    taints = _accelerator_taints(component, settings)
     node_selector = dict(component.node_selector)
     tolerations = list(component.tolerations)
     if component.gpu_type:
@@ -220,6 +253,7 @@ def _pod_spec(
         resources=resources,
         securityContext=_container_security(),
     )
+    _tune_probes(container, component)
     container["env"] = container["env"] + list(component.env)
     if component.env_from:
         container["envFrom"] = list(component.env_from)
@@ -237,7 +271,7 @@ def _pod_spec(
         volumes.append({"name": "deps", "emptyDir": {}})
     pod: dict[str, Any] = {
         "initContainers": init,
-        "containers": [container],
+        "containers": [container, *component.extra_containers],
         "volumes": [*volumes, *component.volumes],
         "securityContext": {
             "runAsNonRoot": True,
@@ -257,6 +291,14 @@ def _pod_spec(
         pod["imagePullSecrets"] = list(spec.image_pull_secrets)
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
+    for key, value in (
+        ("topologySpreadConstraints", component.topology_spread_constraints),
+        ("priorityClassName", component.priority_class_name),
+        ("runtimeClassName", component.runtime_class_name),
+        ("terminationGracePeriodSeconds", component.termination_grace_period_seconds),
+    ):
+        if value is not None and value != []:
+            pod[key] = value
     return pod
 
 
@@ -486,6 +528,7 @@ def _scaling(
                 "minReplicas": scaling.min_replicas,
                 "maxReplicas": scaling.max_replicas,
                 "metrics": metrics,
+                **({"behavior": scaling.behavior} if scaling.behavior else {}),
             },
         })
     # A budget only helps when there is a replica to spare.

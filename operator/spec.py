@@ -9,7 +9,7 @@ Kubernetes-native sub-objects (env, volumes, tolerations...) pass through untouc
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from kubernetes.utils import parse_quantity
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -87,6 +87,8 @@ class Autoscaling(_Model):
         default=None, ge=1, le=100, alias="targetCPUUtilizationPercentage"
     )
     target_queue_depth: int | None = Field(default=None, ge=1)
+    # The HPA's own `behavior` (scale-up/down policies), passed through.
+    behavior: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Autoscaling:
@@ -95,6 +97,55 @@ class Autoscaling(_Model):
         if self.target_cpu_utilization_percentage is None and self.target_queue_depth is None:
             raise ValueError("set targetCPUUtilizationPercentage, targetQueueDepth or both")
         return self
+
+
+IntOrPercent = Annotated[int | str, Field(union_mode="left_to_right")]
+
+
+def _int_or_percent(value: int | str | None) -> int | str | None:
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]+%", value):
+        raise ValueError(f"{value!r} is neither a number nor a percentage")
+    if isinstance(value, int) and value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+class RollingUpdate(_Model):
+    max_surge: Annotated[IntOrPercent | None, AfterValidator(_int_or_percent)] = None
+    max_unavailable: Annotated[IntOrPercent | None, AfterValidator(_int_or_percent)] = None
+
+
+class Strategy(_Model):
+    type: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
+    rolling_update: RollingUpdate | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Strategy:
+        if self.type == "Recreate" and self.rolling_update is not None:
+            raise ValueError("a Recreate strategy takes no rollingUpdate")
+        return self
+
+
+class Probe(_Model):
+    """Timing only: the operator owns what is probed (the runtime's /livez and /readyz)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    initial_delay_seconds: int | None = Field(default=None, ge=0)
+    period_seconds: int | None = Field(default=None, ge=1)
+    timeout_seconds: int | None = Field(default=None, ge=1)
+    success_threshold: int | None = Field(default=None, ge=1)
+    failure_threshold: int | None = Field(default=None, ge=1)
+
+
+class Probes(_Model):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    liveness: Probe | None = None
+    readiness: Probe | None = None
+    startup: Probe | None = None
+
+
+# The operator's own containers in a pod; an extra container must not take their names.
+RESERVED_CONTAINERS = ("proxy", "worker", "pull-bento", "install-requirements")
 
 
 class Component(_Model):
@@ -109,11 +160,26 @@ class Component(_Model):
     volumes: list[dict[str, Any]] = Field(default_factory=list)
     volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
     autoscaling: Autoscaling | None = None
+    # How the Deployment rolls out; the default depends on whether the pods hold accelerators.
+    strategy: Strategy | None = None
+    # Pod-spec fields passed through as given.
+    topology_spread_constraints: list[dict[str, Any]] = Field(default_factory=list)
+    priority_class_name: str | None = None
+    runtime_class_name: str | None = None
+    termination_grace_period_seconds: int | None = Field(default=None, ge=0)
+    probes: Probes = Field(default_factory=Probes)
+    extra_containers: list[dict[str, Any]] = Field(default_factory=list, max_length=8)
 
     @model_validator(mode="after")
     def _check(self) -> Component:
         if self.gpu_type and self.resources.gpu == 0:
             raise ValueError("gpuType needs resources.gpu > 0")
+        names = [c.get("name") for c in self.extra_containers]
+        if not all(isinstance(n, str) and n for n in names):
+            raise ValueError("extraContainers: every container needs a name")
+        taken = sorted(set(names) & set(RESERVED_CONTAINERS))
+        if taken or len(set(names)) != len(names):
+            raise ValueError(f"extraContainers: names must be unique and not {list(RESERVED_CONTAINERS)}")
         return self
 
 

@@ -38,3 +38,30 @@ def validate_k8s(manifest: dict[str, Any]) -> None:
 
 def load_examples() -> list[dict[str, Any]]:
     return [yaml.safe_load(path.read_text()) for path in EXAMPLES]
+
+
+def cel_errors(cr: dict[str, Any]) -> list[str]:
+    """Messages of every CEL rule (x-kubernetes-validations) of the CRD that `cr` breaks,
+    evaluated with cel-python at each node of the object, as the API server does."""
+    import celpy
+
+    env = celpy.Environment()
+    errors: list[str] = []
+
+    def walk(schema: dict[str, Any], value: Any) -> None:
+        for rule in schema.get("x-kubernetes-validations", []):
+            if not env.program(env.compile(rule["rule"])).evaluate({"self": celpy.json_to_cel(value)}):
+                errors.append(rule["message"])
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                child = schema.get("properties", {}).get(key)
+                if child is None and isinstance(schema.get("additionalProperties"), dict):
+                    child = schema["additionalProperties"]
+                if child is not None:
+                    walk(child, sub)
+        elif isinstance(value, list) and "items" in schema:
+            for item in value:
+                walk(schema["items"], item)
+
+    walk(cr_schema(), cr)
+    return errors

@@ -290,3 +290,20 @@ def test_a_lost_status_does_not_move_the_pin(cluster, registry, operator):
     # Only a spec change moves it.
     cluster.kube.patch(API_VERSION, KIND, NS, "mlp-onnx", {"spec": {"bento": "mlp-onnx:v2"}})
     wait_for("v2", lambda: _bd(cluster)["status"]["bento"].get("resolved") == "mlp-onnx:v2")
+
+
+def test_rollout_strategy_follows_the_spec_and_defaults_for_gpu_groups(cluster, operator):
+    cr = _example("mlp-onnx")
+    cr["spec"]["workers"] = [{"name": "cpu"}, {"name": "gpu", "resources": {"gpu": 1}}]
+    cluster.kube.create(cr)
+    gpu = wait_for("gpu group", lambda: _get(cluster, "apps/v1", "Deployment", "mlp-onnx-worker-gpu"))
+    assert gpu["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    # To Recreate: a real API server refuses Recreate with rollingUpdate still set, so the
+    # patch must remove it.
+    cluster.kube.patch(API_VERSION, KIND, NS, "mlp-onnx", {"spec": {"workers": [
+        {"name": "cpu", "strategy": {"type": "Recreate"}, "terminationGracePeriodSeconds": 5},
+        {"name": "gpu", "resources": {"gpu": 1}}]}})
+    cpu = wait_for("recreate", lambda: (d := _get(cluster, "apps/v1", "Deployment", "mlp-onnx-worker-cpu"))
+                   ["spec"]["strategy"]["type"] == "Recreate" and d)
+    assert cpu["spec"]["strategy"] == {"type": "Recreate"}
+    assert cpu["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 5

@@ -127,3 +127,17 @@ def test_quantities_are_checked_by_the_operator_too(field):
     spec = parse_spec("demo", {"bento": "mlp", "workers": [
         {"name": "g", "resources": {field: {"memory": "1Gi", "cpu": "0.5", "nvidia.com/gpu": 1}}}]})
     assert spec.workers[0].resources.model_dump()[field]["memory"] == "1Gi"
+
+
+def test_every_cel_rule_of_the_crd_compiles_and_the_examples_pass_them():
+    from operator_manifests import cel_errors, load_examples
+
+    for cr in load_examples():
+        assert cel_errors(cr) == [], cr["metadata"]["name"]
+    bad = {"apiVersion": "serving.jubako.dev/v1alpha1", "kind": "BentoDeployment",
+           "metadata": {"name": "x"}, "spec": {"bento": "mlp", "workers": [
+               {"name": "g", "gpuType": "A100"},
+               {"name": "h", "autoscaling": {"minReplicas": 3, "maxReplicas": 2}}]}}
+    assert sorted(cel_errors(bad)) == sorted([
+        "gpuType needs resources.gpu > 0", "minReplicas must not exceed maxReplicas",
+        "set targetCPUUtilizationPercentage, targetQueueDepth or both"])
