@@ -34,12 +34,18 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+# On a refusal with body bytes still to come, the connection is closed: otherwise the
+# server keeps reading (and discarding) the rest of the body to reuse the connection.
+CLOSE = {"Connection": "close"}
+
+
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int, setting: str):
         super().__init__(
             413,
             f"request body too large: the limit is {limit} bytes ({_size(limit)};"
             f" JUBAKO_REGISTRY_{setting})",
+            headers=CLOSE,
         )
 
 
@@ -77,7 +83,7 @@ class ApiGate:
             return
         if length is not None and length > limit:
             err = BodyTooLarge(limit, setting)
-            await JSONResponse({"detail": err.detail}, 413)(scope, receive, send)
+            await JSONResponse({"detail": err.detail}, 413, headers=CLOSE)(scope, receive, send)
             return
         has_body = bool(length) or "transfer-encoding" in headers
         if has_body and (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
@@ -93,7 +99,8 @@ class ApiGate:
                     needed,
                 )
             except HTTPException as e:
-                response = JSONResponse({"detail": e.detail}, e.status_code, headers=e.headers)
+                headers = {**(e.headers or {}), **CLOSE}
+                response = JSONResponse({"detail": e.detail}, e.status_code, headers=headers)
                 await response(scope, receive, send)
                 return
             scope.setdefault("state", {})["api_caller"] = caller

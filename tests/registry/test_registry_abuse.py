@@ -100,6 +100,8 @@ def test_anonymous_body_is_refused_before_it_is_read(registry: Served) -> None:
     status, headers, body = send_partial(registry, "PUT", PUSH, declared=None, send=MiB)
     assert status == 401, body
     assert "Bearer" in headers.get("www-authenticate", "")
+    # ...and the connection is closed, or the server would read the rest to reuse it.
+    assert headers.get("connection") == "close"
     # A bad token is refused the same way, and so is a read token on a write route.
     bad = {"Authorization": "Bearer jbk_not-a-real-token-0000000000"}
     status, _, _ = send_partial(registry, "PUT", PUSH, declared=None, send=MiB, headers=bad)
@@ -133,9 +135,10 @@ def test_declared_body_over_the_cap_is_413_at_once(capped: Served) -> None:
 
 def test_streamed_body_is_counted_and_stopped_at_the_cap(capped: Served) -> None:
     # Chunked: no length to check up front; the server stops reading past the cap.
-    status, _, body = send_partial(capped, "PUT", PUSH, declared=None, send=320 * 1024,
-                                   headers=AUTH)
+    status, headers, body = send_partial(capped, "PUT", PUSH, declared=None, send=320 * 1024,
+                                         headers=AUTH)
     assert status == 413, body
+    assert headers.get("connection") == "close"
     status, _, body = send_partial(capped, "POST", "/api/v1/archives", declared=None,
                                    send=2 * MiB + 65536,
                                    headers={**AUTH, "Content-Type": "application/x-tar"})
