@@ -19,7 +19,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-COMPONENTS = ("bentos", "models", "registry", "runtime", "operator", "batch")
+COMPONENTS = ("bentos", "models", "registry", "runtime", "operator", "batch", "containerize")
 
 
 @app.command()
