@@ -10,8 +10,10 @@ start with the same requirements reuses it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import site
@@ -24,12 +26,14 @@ from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from .errors import JubakoError
 from .manifest import BentoManifest
-from .requirements import resolved
+from .requirements import resolved, runtime_provided
 from .store import Bundle
 
+log = logging.getLogger("jubako.environment")
 READY = ".jubako-ready"  # written last: a venv without it is half-made and is made again
 PIP_TIMEOUT_S = 900
 
@@ -49,8 +53,28 @@ class Problem:
         return f"{self.requirement} (installed: {self.installed})"
 
 
+def relaxed_pins(manifest: BentoManifest) -> dict[str, str]:
+    """Inferred pins of distributions the runtime itself provides (numpy, torch...): name ->
+    the version the bento was built with. Those run on the runtime's build, whatever its
+    version: a laptop's torch must not make every pod download a second torch over the image's
+    CUDA one. Explicit lines are never relaxed (pin torch there to insist)."""
+    provided = runtime_provided()
+    explicit = {canonicalize_name(Requirement(line).name) for line in manifest.python.requirements}
+    out = {}
+    for line in manifest.python.inferred:
+        req = Requirement(line)
+        key = canonicalize_name(req.name)
+        if key in provided and key not in explicit:
+            out[req.name] = str(next(iter(req.specifier)).version) if req.specifier else ""
+    return out
+
+
 def needed(manifest: BentoManifest) -> list[str]:
-    return resolved(manifest.python.requirements, manifest.python.inferred)
+    """The lines the bento needs here: explicit ones as written, inferred pins (relaxed to the
+    name for what the runtime provides)."""
+    relaxed = relaxed_pins(manifest)
+    lines = resolved(manifest.python.requirements, manifest.python.inferred)
+    return [Requirement(line).name if Requirement(line).name in relaxed else line for line in lines]
 
 
 def check(lines: list[str], version: Callable[[str], str] = metadata.version) -> list[Problem]:
@@ -183,6 +207,15 @@ def write_termination_message(path: Path, message: str) -> None:
 def prepare(bundle: Bundle[BentoManifest], install: bool, cache: Path) -> str:
     """The python the bento's workers run with: this one when it satisfies the bento, else the
     bento's venv when ``install``; otherwise refuse, naming every missing or mismatched package."""
+    for name, built in relaxed_pins(bundle.manifest).items():
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            here = metadata.version(name)
+            if built and here != built:
+                log.warning(
+                    f"{bundle.manifest.tag} was built with {name}=={built}; it runs on this"
+                    f" environment's {here}",
+                    extra={"bento": str(bundle.manifest.tag), "package": name, "built": built, "installed": here},
+                )
     problems = check(needed(bundle.manifest))
     if not problems:
         return sys.executable

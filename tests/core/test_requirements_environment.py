@@ -7,7 +7,16 @@ from importlib import metadata
 from pathlib import Path
 
 from jubako.build import build as build_bento
-from jubako.environment import Problem, check, digest, install_for_pod, needed
+from jubako.environment import (
+    Problem,
+    check,
+    digest,
+    install_for_pod,
+    needed,
+    prepare,
+    relaxed_pins,
+)
+from jubako.manifest import BentoManifest
 from jubako.store import Store
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -43,3 +52,26 @@ def test_pod_install_links_this_environment_when_it_has_everything(tmp_path: Pat
     assert python == tmp_path / "deps" / "env" / "bin" / "python3"
     assert (tmp_path / "deps" / "env").resolve() == Path(sys.prefix).resolve()
     assert python.exists() and sorted(p.name for p in (tmp_path / "deps").iterdir()) == ["env"]
+
+
+def test_pins_of_what_the_runtime_provides_are_relaxed_explicit_lines_are_not() -> None:
+    """A bento built on a laptop with another numpy (or torch) runs on the image's build: a pod
+    must not download a second torch over the image's CUDA one. Explicit lines stay strict."""
+    from jubako.manifest import PythonSpec
+
+    m = BentoManifest(
+        name="b", version="v1", created_at="2026-01-01T00:00:00Z", service="service:S",
+        python=PythonSpec(requirements=["PyYAML==0.1"], inferred=["numpy==0.0.1", "tinyx==1.0", "PyYAML==6"]),
+    )
+    assert needed(m) == ["PyYAML==0.1", "numpy", "tinyx==1.0"]
+    assert [p.requirement for p in check(needed(m))] == ["PyYAML==0.1", "tinyx==1.0"]
+    assert relaxed_pins(m) == {"numpy": "0.0.1"}
+
+
+def test_running_on_another_version_of_a_relaxed_pin_is_logged(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    bundle = build_bento(EXAMPLES / "slugger", store=Store(tmp_path / "home"))
+    bundle.manifest.python.inferred.append("numpy==0.0.1")
+    with caplog.at_level("WARNING", logger="jubako.environment"):
+        assert prepare(bundle, install=False, cache=tmp_path / "venvs") == sys.executable
+    (record,) = caplog.records
+    assert record.package == "numpy" and record.built == "0.0.1" and record.installed == metadata.version("numpy")

@@ -22,6 +22,7 @@ from jubako.store import Store
 
 JUBAKO = str(Path(sys.executable).with_name("jubako"))
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+pytestmark = pytest.mark.slow  # pip and whole `jubako build` processes
 
 
 def make_dist(src: Path, name: str, version: str, requires: list[str]) -> Path:
@@ -82,7 +83,6 @@ def build(root: Path, home: Path, local_index: tuple[Path, Path], *args: str) ->
                           text=True, timeout=300)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("how", ["flag", "config"])
 def test_wheels_of_what_the_image_lacks_travel_in_the_bento(
     tmp_path: Path, local_index: tuple[Path, Path], how: str
