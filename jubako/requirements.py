@@ -136,10 +136,21 @@ class Environment:
 
     providers: Mapping[str, list[str]]  # top-level module -> distributions
     version: Callable[[str], str]
+    files: Callable[[str], Iterable[str]] | None = None  # distribution -> its files (posix)
 
     @classmethod
     def current(cls) -> Environment:
-        return cls(metadata.packages_distributions(), metadata.version)
+        def files(dist: str) -> list[str]:
+            return [str(f) for f in metadata.files(dist) or []]
+
+        return cls(metadata.packages_distributions(), metadata.version, files)
+
+
+def _provides(files: Iterable[str], module: str) -> bool:
+    """Whether ``files`` hold ``module`` or one of its parents below the top level."""
+    parts = module.split(".")
+    prefixes = ["/".join(parts[:depth]) for depth in range(len(parts), 1, -1)]
+    return any(f == p + ".py" or f.startswith(p + "/") for f in files for p in prefixes)
 
 
 def infer(
@@ -165,7 +176,12 @@ def infer(
             if not imp.optional and canonicalize_name(top) not in listed:
                 missing.setdefault(top, imp)
             continue
-        for dist in sorted(set(dists)):
+        dists = sorted(set(dists))
+        if len(dists) > 1 and env.files is not None:
+            # A namespace package (google.*): the submodule says which distribution it is.
+            files = env.files
+            dists = [d for d in dists if _provides(files(d), imp.module)] or dists
+        for dist in dists:
             if canonicalize_name(dist) not in listed and canonicalize_name(dist) != "jubako":
                 pins[canonicalize_name(dist)] = f"{dist}=={env.version(dist)}"
     if missing:

@@ -149,3 +149,17 @@ def test_manifests_without_inferred_requirements_stay_readable() -> None:
     """).encode()
     m = parse_manifest(old, "bento.yaml", BentoManifest)
     assert m.python.requirements == ["torch"] and m.python.inferred == [] and m.python.wheels == []
+
+
+def test_namespace_packages_map_to_the_distribution_of_the_submodule() -> None:
+    """`google` is shared by many distributions: the imported submodule decides which one."""
+    env = Environment(
+        providers={"google": ["protobuf", "google-auth"]},
+        version={"protobuf": "5.1", "google-auth": "2.3"}.__getitem__,
+        files={"protobuf": ["google/protobuf/__init__.py", "google/protobuf/message.py"],
+               "google-auth": ["google/auth/__init__.py", "google/oauth2/id_token.py"]}.__getitem__,
+    )
+    pins = lambda src: infer(scan_source(src, "s.py"), set(), [], env)  # noqa: E731
+    assert pins("import google.protobuf.message\n") == ["protobuf==5.1"]
+    assert pins("from google.oauth2 import id_token\n") == ["google-auth==2.3"]
+    assert pins("import google\n") == ["google-auth==2.3", "protobuf==5.1"]  # cannot tell: both
