@@ -10,6 +10,7 @@ ones for the same distribution.
 from __future__ import annotations
 
 import ast
+import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from .errors import ConfigError
 
+log = logging.getLogger("jubako.requirements")
 # Provided by whatever runs the bento: never a requirement of the bento itself.
 RUNTIME_MODULES = frozenset({"jubako"})
 # The extras the shared runtime image installs (images/runtime/Dockerfile: runtime,torch,gpu;
@@ -101,8 +103,13 @@ def scan_source(source: str, path: str) -> list[Import]:
     """The absolute imports of one Python file."""
     try:
         tree = ast.parse(source, filename=path)
-    except SyntaxError as e:
-        raise ConfigError(f"{path}:{e.lineno}: cannot scan its imports: {e.msg}") from None
+    except (SyntaxError, ValueError) as e:
+        # Not Python this interpreter reads (a template, Python 2, data named .py): it would
+        # fail when imported anyway, and a bento may carry files it never imports.
+        line = getattr(e, "lineno", None)
+        log.warning(f"{path}:{line}: cannot scan its imports: {getattr(e, 'msg', e)}",
+                    extra={"path": path, "line": line})
+        return []
     scanner = _Scanner(path)
     scanner.visit(tree)
     return scanner.found

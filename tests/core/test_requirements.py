@@ -61,9 +61,12 @@ def test_scan_finds_absolute_imports_and_marks_optional_ones() -> None:
     ]
 
 
-def test_scan_error_names_the_file_and_line() -> None:
-    with pytest.raises(ConfigError, match=r"pkg/bad.py:2: cannot scan"):
-        scan_source("x = 1\ndef (:\n", "pkg/bad.py")
+def test_files_that_are_not_python_are_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="jubako.requirements"):
+        assert scan_source("x = 1\ndef (:\n", "pkg/bad.py") == []
+        assert scan_source("import os\0", "pkg/nul.py") == []
+    assert [(r.path, r.line) for r in caplog.records] == [("pkg/bad.py", 2), ("pkg/nul.py", None)]
+    assert "pkg/bad.py:2: cannot scan its imports" in caplog.records[0].getMessage()
 
 
 def test_own_modules_are_top_level_files_and_folders() -> None:
