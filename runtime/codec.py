@@ -43,6 +43,7 @@ class ApiCodec:
         self.input = spec.input
         self.output = spec.output
         self.tensor_in = isinstance(spec.input, TensorSpec)
+        self.json_in = isinstance(spec.input, TensorSpec | JSONSpec)  # the body is JSON
         self.tensor_out = isinstance(spec.output, TensorSpec)
         if isinstance(spec.output, TensorSpec | JSONSpec):
             self.content_type = JSON
@@ -111,6 +112,12 @@ def _kind(value: Any) -> str:
     while isinstance(value, list) and value:
         value = value[0]
     return type(value).__name__
+
+
+def is_json_type(content_type: bytes) -> bool:
+    """``application/json`` or any ``+json`` media type, whatever its parameters."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
 
 def error_body(message: str) -> bytes:

@@ -36,6 +36,18 @@ def _loc(err: dict[str, Any], prefix: str) -> str:
     return "".join(parts)
 
 
+MAX_REPORTED_ERRORS = 20  # a request with thousands of bad fields gets a bounded answer
+
+
+def validation_message(e: ValidationError, where: str) -> str:
+    """Every error pydantic found, each with its location: ``body[0].values: ...; body[1]...``."""
+    errors = e.errors(include_url=False)
+    parts = [f"{_loc(err, where)}: {err['msg']}" for err in errors[:MAX_REPORTED_ERRORS]]
+    if len(errors) > MAX_REPORTED_ERRORS:
+        parts.append(f"and {len(errors) - MAX_REPORTED_ERRORS} more")
+    return "; ".join(parts)
+
+
 class OutputError(Exception):
     """The API returned something its declared output type does not describe."""
 
@@ -94,8 +106,7 @@ class ApiRunner:
         except orjson.JSONDecodeError as e:  # the proxy checks, but other callers may not
             raise RequestFailed(400, f"{where}: not valid JSON: {e}") from None
         except ValidationError as e:
-            err = e.errors()[0]
-            raise RequestFailed(422, f"{_loc(err, where)}: {err['msg']}") from None
+            raise RequestFailed(422, validation_message(e, where)) from None
 
     # --- outputs ---------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ TCP connection each (``wire``); each ``--workers`` host is resolved again and ag
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
 import os
@@ -26,7 +25,7 @@ from jubako import logs
 from jubako.manifest import BentoManifest
 
 from . import wire
-from .codec import JSON, ApiCodec, InputError, error_body
+from .codec import JSON, ApiCodec, InputError, error_body, is_json_type
 from .dispatcher import Batch, CostModel, Dispatcher, Refusal
 from .settings import Batching, ProxySettings
 
@@ -106,11 +105,10 @@ class WorkerLink(asyncio.Protocol):
 
 @dataclass(eq=False, slots=True)
 class InFlight:
-    """A call sent to a worker: a dispatcher batch, or one request of a non-batchable API
-    (``target`` is then its reply sink)."""
+    """A batch sent to a worker, awaiting its RESULT."""
 
     st: ApiState
-    target: Any
+    target: Batch
     sent_at: float
 
 
@@ -118,7 +116,7 @@ class InFlight:
 class ApiState:
     name: str
     codec: ApiCodec
-    dispatcher: Dispatcher | None
+    dispatcher: Dispatcher
     timer: asyncio.TimerHandle | None = None
     timer_at: float | None = None
     counters: dict[int, Any] = field(default_factory=dict)
@@ -137,7 +135,7 @@ class Proxy:
         self.targets = workers
         self.batching = batching
         self.links: dict[tuple[str, int], WorkerLink] = {}
-        self.ids = itertools.count(1)
+        self.ids = wire.MessageIds()
         self.m = metrics.ProxyMetrics(self)
         self.apis: dict[str, ApiState] = {}
         self.routes: dict[str, ApiState] = {}
@@ -153,14 +151,14 @@ class Proxy:
     async def startup(self) -> None:
         self._loop = asyncio.get_running_loop()
         for spec in self.manifest.apis:
-            d = None
-            b = self.batching.get(spec.name)
-            if b is not None:
-                d = Dispatcher(
-                    b.max_batch_size, b.max_latency_ms / 1000.0, max_queue_items=b.max_queue_items,
-                    max_inflight_per_worker=b.max_inflight_per_worker,
-                    cost=CostModel(a=0.001, b=0.0001, span=b.max_batch_size), clock=time.monotonic,
-                )
+            # every API, batchable or not, goes through a dispatcher: the same admission,
+            # deadlines and bounded queue (a non-batchable one sends batches of one request)
+            b = self.batching[spec.name]
+            d = Dispatcher(
+                b.max_batch_size, b.max_latency_ms / 1000.0, max_queue_items=b.max_queue_items,
+                max_inflight_per_worker=b.max_inflight_per_worker,
+                cost=CostModel(a=0.001, b=0.0001, span=b.max_batch_size), clock=time.monotonic,
+            )
             st = ApiState(spec.name, ApiCodec(spec), d)
             self.m.attach(st)
             self.apis[spec.name] = st
@@ -230,9 +228,8 @@ class Proxy:
     def worker_up(self, link: WorkerLink) -> None:
         log.info("%s ready (pid %s)", link, link.info.get("pid"))
         for st in self.apis.values():
-            if st.dispatcher is not None:
-                st.dispatcher.add_worker(link)
-                self.kick(st)
+            st.dispatcher.add_worker(link)
+            self.kick(st)
 
     def worker_down(self, link: WorkerLink) -> None:
         log.warning("%s lost with %d batch(es) in flight", link, len(link.pending))
@@ -240,8 +237,6 @@ class Proxy:
         for call in pending.values():
             _fail_call(call, 503, f"{link} was lost; retry")
         for st in self.apis.values():
-            if st.dispatcher is None:
-                continue
             lost, stranded = st.dispatcher.remove_worker(link)
             for p in stranded:
                 _finish(p.payload[1], 503, error_body("no worker is ready; retry"), JSON)
@@ -251,7 +246,6 @@ class Proxy:
 
     def kick(self, st: ApiState) -> None:
         d = st.dispatcher
-        assert d is not None
         batches, expired = d.poll()
         for p in expired:
             _finish(p.payload[1], 503, error_body("deadline passed while queued; retry"), JSON)
@@ -275,7 +269,7 @@ class Proxy:
 
     def _send_batch(self, st: ApiState, b: Batch) -> None:
         link: WorkerLink = b.worker  # type: ignore[assignment]
-        mid = next(self.ids)
+        mid = self.ids.take(link.pending)
         reqs = b.requests
         sizes = [p.items for p in reqs]
         if st.codec.tensor_in:
@@ -292,16 +286,7 @@ class Proxy:
         if call is None:
             return
         st, target = call.st, call.target
-        if not isinstance(target, Batch):
-            status = res.statuses[0]
-            if status == 200:
-                body = st.codec.encode_tensor(res.tensor) if res.tensor is not None else res.segments[0]
-                _finish(target, 200, body, st.codec.content_type)
-            else:
-                _finish(target, status, error_body(res.segments[0].decode(errors="replace")), JSON)
-            return
         d = st.dispatcher
-        assert d is not None
         now = d.clock()
         st.batch_seconds.observe(now - target.dispatched_at)
         d.complete(target, res.exec_seconds, res.wait_seconds)
@@ -311,6 +296,8 @@ class Proxy:
             fut = p.payload[1]
             if status != 200:
                 _finish(fut, status, error_body(seg.decode(errors="replace")), JSON)
+            elif tensor is not None and not st.codec.batchable:
+                _finish(fut, 200, st.codec.encode_tensor(tensor), JSON)  # the whole output
             elif tensor is not None:
                 _finish(fut, 200, st.codec.encode_tensor(tensor[off : off + p.items]), JSON)
                 off += p.items
@@ -321,8 +308,7 @@ class Proxy:
     # --- calls a worker does not answer --------------------------------------------
 
     def inflight_timeout(self, st: ApiState) -> float:
-        d = st.dispatcher
-        return max(self.settings.inflight_timeout_s, d.max_latency if d is not None else 0.0)
+        return max(self.settings.inflight_timeout_s, st.dispatcher.max_latency)
 
     async def _sweep_forever(self) -> None:
         period = min(1.0, self.settings.inflight_timeout_s / 4)
@@ -344,13 +330,6 @@ class Proxy:
                 timeout = self.inflight_timeout(call.st)
                 _fail_call(call, 504, f"API {call.st.name!r}: {link} did not answer within {timeout:g} s")
             link.close()
-
-    def _least_loaded(self) -> WorkerLink | None:
-        best = None
-        for link in self.links.values():
-            if link.ready and (best is None or len(link.pending) < len(best.pending)):
-                best = link
-        return best
 
     # --- HTTP ------------------------------------------------------------------------
 
@@ -404,28 +383,21 @@ class Proxy:
         return status, out, ctype, (_RETRY if status == 503 else None)
 
     def start_api(self, st: ApiState, headers: Any, body: bytes, sink: Any) -> None:
-        """Validate one API request and queue it (or send it alone, not batchable). ``sink``
-        is future-like (``done()``, ``set_result``): it gets ``(status, body, content
-        type[, headers])``, at once for a refusal, else when the worker answers."""
+        """Validate one API request and queue it. ``sink`` is future-like (``done()``,
+        ``set_result``): it gets ``(status, body, content type[, headers])``, at once for a
+        refusal, else when the worker answers."""
+        if st.codec.json_in:
+            for k, v in headers:
+                if k == b"content-type" and not is_json_type(v):
+                    sink.set_result((415, error_body(
+                        f"content-type {v.decode('latin-1')!r}: this API takes application/json"), JSON, None))
+                    return
         try:
             items, value = st.codec.decode(body)
         except InputError as e:
             sink.set_result((e.status, error_body(str(e)), JSON, None))
             return
         d = st.dispatcher
-        if d is None:
-            link = self._least_loaded()
-            if link is None:
-                sink.set_result((503, error_body("no worker is ready; retry"), JSON, _RETRY))
-                return
-            mid = next(self.ids)
-            if st.codec.tensor_in:
-                frame = wire.encode_call(mid, st.name, [1], tensor=value)
-            else:
-                frame = wire.encode_call(mid, st.name, [1], segments=[value])
-            link.pending[mid] = InFlight(st, sink, time.monotonic())
-            link.send(frame)
-            return
         if items > d.max_batch_size:
             sink.set_result((413, error_body(f"body: at most {d.max_batch_size} items per request, got {items}"),
                              JSON, None))
@@ -480,11 +452,8 @@ class Proxy:
 
 def _fail_call(call: InFlight, status: int, message: str) -> None:
     body = error_body(message)
-    if isinstance(call.target, Batch):
-        for p in call.target.requests:
-            _finish(p.payload[1], status, body, JSON)
-    else:
-        _finish(call.target, status, body, JSON)
+    for p in call.target.requests:
+        _finish(p.payload[1], status, body, JSON)
 
 
 def _finish(fut: asyncio.Future[Any], status: int, body: bytes, ctype: bytes) -> None:

@@ -38,6 +38,9 @@ class ProxySettings(BaseSettings):
             raise ConfigError(f"JUBAKO_{str(err['loc'][0]).upper()}: {err['msg']}") from None
 
 
+NON_BATCHABLE_LATENCY_MS = 10_000.0  # a non-batchable API's default latency budget
+NON_BATCHABLE_QUEUE = 64  # and its default queue bound, in requests
+
 _FIELDS = {"max_batch_size", "max_latency_ms", "max_queue_items", "max_inflight_per_worker"}
 
 
@@ -63,7 +66,8 @@ def _int_env(name: str, default: int) -> int:
 
 
 def batching(manifest: BentoManifest, overrides: str | None = None) -> dict[str, Batching]:
-    """Per batchable API: the bento's settings, then ``JUBAKO_BATCHING`` (JSON), then
+    """Per API: the bento's settings (a non-batchable API: batches of one request, a
+    10 s budget, 64 queued), then ``JUBAKO_BATCHING`` (JSON), then
     ``JUBAKO_MAX_INFLIGHT_PER_WORKER`` / ``JUBAKO_MAX_QUEUE_ITEMS`` as defaults for all."""
     raw = overrides if overrides is not None else os.environ.get("JUBAKO_BATCHING", "")
     try:
@@ -79,21 +83,26 @@ def batching(manifest: BentoManifest, overrides: str | None = None) -> dict[str,
         if name not in names:
             raise ConfigError(f"JUBAKO_BATCHING: the bento has no API {name!r} (it has {sorted(names)})")
     for api in manifest.apis:
-        if not api.batchable or api.batching is None:
-            if api.name in parsed:
-                raise ConfigError(f"JUBAKO_BATCHING: API {api.name!r} is not batchable")
-            continue
-        b = Batching(api.batching.max_batch_size, api.batching.max_latency_ms, 0, inflight)
         over = parsed.get(api.name, {})
         if not isinstance(over, dict) or set(over) - _FIELDS:
             raise ConfigError(f"JUBAKO_BATCHING[{api.name!r}]: known keys are {sorted(_FIELDS)}")
+        if api.batchable and api.batching is not None:
+            b = Batching(api.batching.max_batch_size, api.batching.max_latency_ms, 0, inflight)
+            queue_default = 16 * api.batching.max_batch_size
+        else:
+            # not batchable: one request per call, under the same admission, deadline and
+            # bounded queue as a batchable API (the bento records no budget for it)
+            if "max_batch_size" in over and over["max_batch_size"] != 1:
+                raise ConfigError(f"JUBAKO_BATCHING: API {api.name!r} is not batchable (max_batch_size is 1)")
+            b = Batching(1, NON_BATCHABLE_LATENCY_MS, 0, inflight)
+            queue_default = NON_BATCHABLE_QUEUE
         try:
             b = replace(b, **over)
         except TypeError as e:
             raise ConfigError(f"JUBAKO_BATCHING[{api.name!r}]: {e}") from None
         if b.max_batch_size < 1 or b.max_latency_ms <= 0 or b.max_inflight_per_worker < 1:
             raise ConfigError(f"JUBAKO_BATCHING[{api.name!r}]: sizes must be >= 1 and latency > 0")
-        queue = b.max_queue_items or _int_env("JUBAKO_MAX_QUEUE_ITEMS", 16 * b.max_batch_size)
+        queue = b.max_queue_items or _int_env("JUBAKO_MAX_QUEUE_ITEMS", queue_default)
         out[api.name] = replace(b, max_queue_items=queue)
     return out
 

@@ -16,6 +16,7 @@ bytes as they came. docs/runtime.md has the full table.
 from __future__ import annotations
 
 import struct
+from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,24 @@ _LEN = struct.Struct("!I")
 _HEAD = struct.Struct("!BI")
 _TIMES = struct.Struct("!ddH")
 MAX_FRAME = 1 << 31
+
+
+MAX_ID = 0xFFFFFFFF  # ids are u32 on the wire; 0 is the HELLO's
+
+
+class MessageIds:
+    """CALL ids: 1, 2, ... MAX_ID, then 1 again (a counter would overflow its u32 field
+    after 4 billion calls and fail every later one), skipping ids still in flight."""
+
+    def __init__(self, start: int = 1):
+        self._next = start
+
+    def take(self, busy: Container[int] = ()) -> int:
+        while True:
+            mid = self._next
+            self._next = mid + 1 if mid < MAX_ID else 1
+            if mid not in busy:
+                return mid
 
 
 def _tensor(arr: np.ndarray) -> list[bytes]:

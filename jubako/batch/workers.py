@@ -95,7 +95,7 @@ class WorkerPool:
         self.workers = [_Worker(i, bento, env) for i in range(workers)]
         self.max_inflight = max_inflight
         self.ready_timeout = ready_timeout
-        self.ids = itertools.count(1)
+        self.ids = wire.MessageIds()
         self.changed: asyncio.Condition | None = None
         self.restarts = 0
         self.closing = False
@@ -167,7 +167,7 @@ class WorkerPool:
             w = await self._acquire()
             link = w.link
             assert link is not None and link.transport is not None
-            mid = next(self.ids) & 0xFFFFFFFF
+            mid = self.ids.take(link.pending)
             fut: asyncio.Future[wire.Result] = asyncio.get_running_loop().create_future()
             link.pending[mid] = fut
             try:

@@ -35,8 +35,9 @@ class Broken:
 @pytest.fixture(scope="module")
 def broken(runtime_store: Store, tmp_path_factory: pytest.TempPathFactory) -> str:
     src = tmp_path_factory.mktemp("broken")
-    (src / "service.py").write_text(BROKEN)
-    (src / "jubako.yaml").write_text('service: service:Broken\ninclude: ["service.py"]\n')
+    # a module name of its own: other tests leave a "service" module in sys.modules
+    (src / "broken_service.py").write_text(BROKEN)
+    (src / "jubako.yaml").write_text('service: broken_service:Broken\ninclude: ["broken_service.py"]\n')
     build(src, store=runtime_store)
     return "broken-init"
 

@@ -80,3 +80,9 @@ class Toy:
         if (x == 98).any():
             return x.astype(str)
         return x + 1
+
+    @jubako.api
+    def nap(self, text: str) -> str:
+        """Not batchable, 50 ms per request: easy to overload."""
+        time.sleep(0.05)
+        return text[::-1]
