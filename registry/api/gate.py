@@ -24,7 +24,7 @@ from .deps import check_token
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}  # every such API route needs write or more
 FORM_BYTES = 64 << 10  # a dashboard form: a few fields, labels at most
-UPLOAD_PATHS = (f"{API_PREFIX}/archives", f"{API_PREFIX}/uploads/", "/ui/push")
+UPLOAD_PATHS = (f"{API_PREFIX}/archives", "/ui/push")  # and parts, below
 
 
 def _size(n: int) -> str:
@@ -55,7 +55,9 @@ class ApiGate:
 
     def _limit(self, path: str) -> tuple[int, str]:
         s = self.reg.settings
-        if path.startswith(UPLOAD_PATHS):  # parts are also held to their declared size
+        if path in UPLOAD_PATHS or (
+            path.startswith(f"{API_PREFIX}/uploads/") and "/parts/" in path
+        ):  # parts are also held to their declared size by their route
             return s.max_upload_bytes, "MAX_UPLOAD_BYTES"
         if path.startswith("/ui/") and s.max_body_bytes > FORM_BYTES:
             # Dashboard forms are read before their session is checked (login has none).

@@ -131,6 +131,10 @@ def test_declared_body_over_the_cap_is_413_at_once(capped: Served) -> None:
     status, _, body = send_partial(capped, "POST", "/api/v1/archives", declared=3 * MiB,
                                    send=1024, headers={**AUTH, "Content-Type": "application/x-tar"})
     assert status == 413, body
+    # JSON routes next to the part uploads get the JSON cap, not the upload one.
+    status, _, body = send_partial(capped, "POST", f"/api/v1/uploads/{'0' * 32}/complete",
+                                   declared=MiB, send=1024, headers=AUTH)
+    assert status == 413 and b"MAX_BODY_BYTES" in body, body
 
 
 def test_streamed_body_is_counted_and_stopped_at_the_cap(capped: Served) -> None:
@@ -239,9 +243,13 @@ def test_failure_limiter_counts_failures_per_key_in_a_sliding_window() -> None:
     assert FailureLimiter(0, 60).retry_after("x") == 0  # 0 disables the limit
 
 
-@pytest.fixture
-def strict(tmp_path: Path):  # type: ignore[no-untyped-def]
-    served = serve(make_settings(tmp_path, "sqlite", "local", auth_max_failures=5,
+@pytest.fixture(params=["sqlite-local", "postgres-s3"])
+def strict(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A registry that allows 5 failures in 10 minutes, on both backends."""
+    db, storage = request.param.split("-")
+    db_url = request.getfixturevalue("pg_url") if db == "postgres" else "sqlite"
+    moto = request.getfixturevalue("moto_endpoint") if storage == "s3" else None
+    served = serve(make_settings(tmp_path, db_url, storage, moto, auth_max_failures=5,
                                  auth_failure_window_s=600))
     yield served
     served.stop()
