@@ -77,6 +77,12 @@ class Settings(BaseSettings):
             )
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("JUBAKO_REGISTRY_S3_BUCKET is required with storage=s3")
+        if self.max_body_bytes <= self.max_manifest_bytes:
+            # A push is the manifest inside JSON: every push would be refused with 413.
+            raise ValueError(
+                "JUBAKO_REGISTRY_MAX_BODY_BYTES must be larger than MAX_MANIFEST_BYTES"
+                f" ({self.max_body_bytes} <= {self.max_manifest_bytes})"
+            )
         return self
 
     @property

@@ -115,12 +115,17 @@ def test_anonymous_body_is_refused_before_it_is_read(registry: Served) -> None:
 @pytest.fixture
 def capped(tmp_path: Path):  # type: ignore[no-untyped-def]
     served = serve(make_settings(tmp_path, "sqlite", "local", max_body_bytes=256 * 1024,
-                                 max_upload_bytes=2 * MiB))
+                                 max_manifest_bytes=128 * 1024, max_upload_bytes=2 * MiB))
     yield served
     served.stop()
 
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def test_a_body_cap_below_the_manifest_limit_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="MAX_BODY_BYTES must be larger than MAX_MANIFEST"):
+        make_settings(tmp_path, "sqlite", "local", max_body_bytes=1 << 20)
 
 
 def test_declared_body_over_the_cap_is_413_at_once(capped: Served) -> None:
