@@ -315,15 +315,16 @@ class Dispatcher:
     def complete(self, batch: Batch, exec_seconds: float | None = None, wait_seconds: float = 0.0) -> None:
         """A batch came back (or failed). Learn its cost when the worker timed it."""
         now = self.clock()
-        w = self._workers.get(batch.worker)
-        if w is not None and batch in w.inflight:
-            w.inflight.remove(batch)
-            if not w.inflight:
-                w.free_at = now
-            elif w.free_at < now:
-                w.free_at = now + sum(self.cost(b.items) for b in w.inflight[1:])
-        if exec_seconds is not None:
+        if exec_seconds is not None:  # first, so the free time below uses what was learned
             service = max(now - batch.dispatched_at - wait_seconds, exec_seconds)
             self.cost.observe(batch.items, service)
             extra = min(service - exec_seconds, max(_CLIP * self.overhead, 0.001))
             self.overhead = 0.8 * self.overhead + 0.2 * extra
+        w = self._workers.get(batch.worker)
+        if w is not None and batch in w.inflight:
+            w.inflight.remove(batch)
+            # the worker runs its batches one after another: the next one starts now, so it
+            # is free once every batch still in flight has run (all of them: leaving out the
+            # one starting now made admission optimistic exactly under overload, when
+            # batches come back late), whether this one came back early or late
+            w.free_at = now + sum(self.cost(b.items) for b in w.inflight)

@@ -322,3 +322,29 @@ def test_a_cost_learned_from_a_slow_first_batch_does_not_refuse_forever() -> Non
     d.complete(batch, exec_seconds=0.001)
     submit(d)
     assert isinstance(d.submit(1), Pending)  # queued behind a busy worker, within budget
+
+
+def test_a_worker_busy_with_its_next_batch_is_not_counted_free_when_the_previous_one_ends() -> None:
+    # issue 12 item 5: a batch that comes back late (overload) left the batch the worker
+    # runs next out of its expected free time, so admission was optimistic under overload
+    d, clock = make(m=8, inflight=2, a=0.004, b=0.0005, latency=1.0)
+    c = d.cost(8)
+    submit(d, 8)
+    (b1,), _ = d.poll()
+    submit(d, 8)
+    (b2,), _ = d.poll()  # a full batch goes at once, queued behind b1 in the worker
+    clock.advance(3 * c)  # b1 comes back late
+    d.complete(b1, exec_seconds=3 * c)
+    c = d.cost(8)  # as learned from b1
+    # b2 starts now: 8 more items finish after it, not at once
+    assert d.estimate_finish(clock.t, 8) == pytest.approx(clock.t + 2 * c)
+    # and back early: the worker frees when b2 is done, not later
+    d2, clock2 = make(m=8, inflight=2, a=0.004, b=0.0005, latency=1.0)
+    c2 = d2.cost(8)
+    submit(d2, 8)
+    (e1,), _ = d2.poll()
+    submit(d2, 8)
+    d2.poll()
+    clock2.advance(0.5 * c2)
+    d2.complete(e1)  # no timing: the model is unchanged
+    assert d2.estimate_finish(clock2.t, 8) == pytest.approx(clock2.t + 2 * c2)
