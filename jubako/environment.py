@@ -207,6 +207,11 @@ def write_termination_message(path: Path, message: str) -> None:
 def prepare(bundle: Bundle[BentoManifest], install: bool, cache: Path) -> str:
     """The python the bento's workers run with: this one when it satisfies the bento, else the
     bento's venv when ``install``; otherwise refuse, naming every missing or mismatched package."""
+    python_here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    built_on = bundle.manifest.python.version
+    if built_on and built_on != python_here:  # pins and wheels may not fit: say so, try anyway
+        log.warning(f"{bundle.manifest.tag} was built on Python {built_on}; this is Python {python_here}",
+                    extra={"bento": str(bundle.manifest.tag), "built": built_on, "installed": python_here})
     for name, built in relaxed_pins(bundle.manifest).items():
         with contextlib.suppress(metadata.PackageNotFoundError):
             here = metadata.version(name)

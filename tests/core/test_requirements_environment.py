@@ -75,3 +75,13 @@ def test_running_on_another_version_of_a_relaxed_pin_is_logged(tmp_path: Path, c
         assert prepare(bundle, install=False, cache=tmp_path / "venvs") == sys.executable
     (record,) = caplog.records
     assert record.package == "numpy" and record.built == "0.0.1" and record.installed == metadata.version("numpy")
+
+
+def test_another_python_version_is_logged(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    bundle = build_bento(EXAMPLES / "slugger", store=Store(tmp_path / "home"))
+    bundle.manifest.python.version = "3.99"
+    with caplog.at_level("WARNING", logger="jubako.environment"):
+        prepare(bundle, install=False, cache=tmp_path / "venvs")
+    (record,) = caplog.records
+    assert record.built == "3.99" and record.installed == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert "was built on Python 3.99" in record.getMessage()
