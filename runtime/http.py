@@ -171,8 +171,8 @@ class Connection(asyncio.Protocol):
         url = self.url
         q = url.find(b"?")
         raw_path = url if q < 0 else url[:q]
-        path = raw_path.decode("latin-1")
-        st = self.proxy.routes.get(path) if method == b"POST" else None
+        path = self.proxy.local_path(raw_path.decode("latin-1"))
+        st = self.proxy.routes.get(path) if method == b"POST" and path is not None else None
         reply = Reply(self, keep_alive, method == b"HEAD", st)
         self.replies.append(reply)
         if st is not None:

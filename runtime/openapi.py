@@ -90,13 +90,13 @@ def openapi(manifest: BentoManifest) -> dict[str, Any]:
 
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head><body><div id="ui"></div>
-<script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "/openapi.json", dom_id: "#ui"}});</script></body></html>"""
+<link rel="stylesheet" href="{root}/docs/static/swagger-ui.css"></head><body><div id="ui"></div>
+<script src="{root}/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({{url: "{root}/openapi.json", dom_id: "#ui"}});</script></body></html>"""
 
 _PLAIN = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head><body>
 <h1>{title}</h1><p>Swagger UI is not installed here (pip install fastapi-offline); the schema is at
-<a href="/openapi.json">/openapi.json</a>.</p><ul>{items}</ul></body></html>"""
+<a href="{root}/openapi.json">{root}/openapi.json</a>.</p><ul>{items}</ul></body></html>"""
 
 
 def _assets() -> Path | None:
@@ -105,15 +105,20 @@ def _assets() -> Path | None:
 
 
 class Docs:
-    def __init__(self, manifest: BentoManifest):
-        self.schema = orjson.dumps(openapi(manifest))
+    def __init__(self, manifest: BentoManifest, root: str = ""):
+        """``root``: the path prefix the proxy is reached under (JUBAKO_ROOT_PATH)."""
+        spec = openapi(manifest)
+        if root:
+            spec["servers"] = [{"url": root}]
+        self.schema = orjson.dumps(spec)
+        root = html.escape(root)
         self.assets = _assets()
         title = html.escape(f"{manifest.name} {manifest.version}")
         if self.assets is not None:
-            self.page = _PAGE.format(title=title).encode()
+            self.page = _PAGE.format(title=title, root=root).encode()
         else:
             items = "".join(f"<li>POST {html.escape(a.route)}: {html.escape(a.doc)}</li>" for a in manifest.apis)
-            self.page = _PLAIN.format(title=title, items=items).encode()
+            self.page = _PLAIN.format(title=title, items=items, root=root).encode()
 
     def get(self, path: str) -> tuple[bytes, bytes] | None:
         if path in ("/docs", "/docs/", "/"):

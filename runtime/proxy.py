@@ -34,6 +34,7 @@ log = logging.getLogger("jubako.runtime.proxy")
 DEADLINE_HEADER = b"x-jubako-deadline-ms"
 _PLAIN = b"text/plain; charset=utf-8"
 _RETRY = [(b"retry-after", b"1")]
+_ROOT_ROUTES = frozenset(("/livez", "/readyz", "/metrics"))
 
 
 def event_loop_policy() -> None:
@@ -144,6 +145,7 @@ class Proxy:
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._docs: Any = None
+        self.root = self.settings.root
         self.stopping = False
 
     # --- lifecycle -------------------------------------------------------------------
@@ -175,6 +177,16 @@ class Proxy:
             t.cancel()
         for link in list(self.links.values()):
             link.close()
+
+    def local_path(self, path: str) -> str | None:
+        """``path`` without the root path prefix; None for a path outside it (404), but
+        the probes and /metrics answer at the root too (kubelet and Prometheus use it)."""
+        root = self.root
+        if not root:
+            return path
+        if path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+            return path[len(root):] or "/"
+        return path if path in _ROOT_ROUTES else None
 
     @property
     def ready(self) -> bool:
@@ -336,7 +348,8 @@ class Proxy:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
-            st = self.routes.get(scope["path"])
+            local = self.local_path(scope["path"])
+            st = self.routes.get(local) if local is not None else None
             if st is not None and scope["method"] == "POST":
                 await self._api(st, scope, receive, send)
             else:
@@ -418,10 +431,12 @@ class Proxy:
         self.kick(st)
 
     async def _other(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope["path"]
+        path = self.local_path(scope["path"]) or ""
         method = scope["method"]
         headers: list[tuple[bytes, bytes]] = []
-        if path == "/livez":
+        if not path:
+            status, body, ctype = 404, error_body(f"no route {scope['path']}; see {self.root}/docs"), JSON
+        elif path == "/livez":
             status, body, ctype = 200, b"ok\n", _PLAIN
         elif path == "/readyz":
             ok = self.ready
@@ -437,7 +452,7 @@ class Proxy:
             from . import openapi
 
             if self._docs is None:
-                self._docs = openapi.Docs(self.manifest)
+                self._docs = openapi.Docs(self.manifest, self.root)
             found = self._docs.get(path) if method in ("GET", "HEAD") else None
             if found is None:
                 status, body, ctype = 404, error_body(f"no route {path}; see /docs"), JSON

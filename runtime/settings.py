@@ -28,6 +28,13 @@ class ProxySettings(BaseSettings):
     # longer) fails its requests with 504 and the connection to that worker is dropped:
     # a wedged or partitioned worker must not hold requests or batch slots forever
     inflight_timeout_s: float = Field(30.0, gt=0)
+    # the path prefix the proxy is reached under (an ingress routing /v1 to it): the APIs,
+    # docs and probes answer under it; the probes and /metrics also at the root
+    root_path: str = Field("", pattern=r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*/?$")
+
+    @property
+    def root(self) -> str:
+        return self.root_path.rstrip("/")
 
     @classmethod
     def load(cls) -> ProxySettings:
