@@ -335,6 +335,58 @@ def _repository(db: Session, kind: str, name: str) -> Repository:
     return repo
 
 
+def _settle_existing(
+    db: Session,
+    storage: Storage,
+    caller: Caller,
+    kind: str,
+    name: str,
+    version: str,
+    digest: str,
+    wanted: dict[str, int],
+    present: set[str],
+    *,
+    force: bool,
+    part_size: int,
+    upload_timeout_s: int,
+) -> CreateResult | None:
+    """Deal with a version already there: answer it (ready, same content), join its push
+    (uploading, same content), or clear it for a new one (failed, forced); None when a new
+    version row is to be made."""
+    existing = find_version(db, kind, name, version)
+    if existing is None:
+        return None
+    if existing.state == READY:
+        if existing.digest == digest:
+            return CreateResult(existing, None, created=False)
+        if not force:
+            raise Conflict(
+                f"{kind} {name}:{version} already exists with different content"
+                f" ({existing.digest}); push with --force to replace it",
+                digest=existing.digest,
+            )
+        delete_version(db, storage, caller, existing, force=False, collect=False)
+        db.flush()
+    elif existing.state == UPLOADING and existing.digest == digest:
+        upload = db.scalar(select(Upload).where(Upload.version_id == existing.id))
+        if upload is not None:
+            upload.expires_at = utcnow() + timedelta(seconds=upload_timeout_s)
+            missing = _session_blobs(db, storage, upload, wanted, present, part_size)
+            audit(db, caller, f"{kind}.push.resume", existing.tag, upload=upload.id)
+            return CreateResult(existing, upload, created=False, missing=missing)
+        _drop(db, storage, existing)
+    elif existing.state == UPLOADING and not force:
+        raise Conflict(
+            f"{kind} {name}:{version} is being pushed with different content"
+            f" ({existing.digest}); wait for it, or push with --force",
+            digest=existing.digest,
+        )
+    else:  # failed, or a forced takeover of a push in progress
+        _drop(db, storage, existing)
+    db.flush()
+    return None
+
+
 def create_version(
     db: Session,
     storage: Storage,
@@ -373,36 +425,22 @@ def create_version(
                 )
             refs.append(mv)
 
-    existing = find_version(db, kind, name, version)
-    if existing is not None:
-        if existing.state == READY:
-            if existing.digest == digest:
-                return CreateResult(existing, None, created=False)
-            if not force:
-                raise Conflict(
-                    f"{kind} {name}:{version} already exists with different content"
-                    f" ({existing.digest}); push with --force to replace it",
-                    digest=existing.digest,
-                )
-            delete_version(db, storage, caller, existing, force=False, collect=False)
-            db.flush()
-        elif existing.state == UPLOADING and existing.digest == digest:
-            upload = db.scalar(select(Upload).where(Upload.version_id == existing.id))
-            if upload is not None:
-                upload.expires_at = utcnow() + timedelta(seconds=upload_timeout_s)
-                missing = _session_blobs(db, storage, upload, wanted, present, part_size)
-                audit(db, caller, f"{kind}.push.resume", existing.tag, upload=upload.id)
-                return CreateResult(existing, upload, created=False, missing=missing)
-            _drop(db, storage, existing)
-        elif existing.state == UPLOADING and not force:
-            raise Conflict(
-                f"{kind} {name}:{version} is being pushed with different content"
-                f" ({existing.digest}); wait for it, or push with --force",
-                digest=existing.digest,
-            )
-        else:  # failed, or a forced takeover of a push in progress
-            _drop(db, storage, existing)
-        db.flush()
+    settled = _settle_existing(
+        db,
+        storage,
+        caller,
+        kind,
+        name,
+        version,
+        digest,
+        wanted,
+        present,
+        force=force,
+        part_size=part_size,
+        upload_timeout_s=upload_timeout_s,
+    )
+    if settled is not None:
+        return settled
 
     repo = _repository(db, kind, name)
     all_labels = {**m.labels, **{k: v for k, v in labels.items() if v is not None}}
@@ -426,7 +464,27 @@ def create_version(
             db.add(v)
             db.flush()
     except IntegrityError:
-        raise Conflict(f"{kind} {name}:{version} is being pushed concurrently; retry") from None
+        # Another request made the same version meanwhile (PostgreSQL waited for its
+        # commit): join its push, or answer it, as if it had been there first.
+        settled = _settle_existing(
+            db,
+            storage,
+            caller,
+            kind,
+            name,
+            version,
+            digest,
+            wanted,
+            present,
+            force=False,
+            part_size=part_size,
+            upload_timeout_s=upload_timeout_s,
+        )
+        if settled is not None:
+            return settled
+        raise Conflict(
+            f"{kind} {name}:{version} is being pushed concurrently; retry", retry=True
+        ) from None
     if m.files:  # one multi-row INSERT, not an ORM object per file
         db.execute(
             insert(VersionFile),
@@ -575,24 +633,40 @@ def complete_blob(
     bu = blob_upload(upload, digest)
     if bu.done:
         return
-    key, multipart, size, parts = bu.key, bu.multipart_id, bu.size, bu.part_count
+    key, multipart, size, parts, bu_id = bu.key, bu.multipart_id, bu.size, bu.part_count, bu.id
     # Verifying reads the whole blob back: hold no transaction (nor SQLite's lock) meanwhile.
     db.commit()
     try:
         storage.complete(key, multipart, size, digest, parts)
     except DigestMismatch as e:
-        db.refresh(bu)
-        if bu.done:  # a concurrent completion stored it
-            return
+        row = db.execute(
+            select(BlobUpload.done, BlobUpload.multipart_id).where(BlobUpload.id == bu_id)
+        ).first()
+        if row is None or row.done:  # a concurrent completion stored it (and finished)
+            if db.get(Blob, digest) is not None:
+                return
+            raise InvalidBundle(f"blob {digest}: {e}") from None
         # Start the blob over so the client can retry from scratch.
         with contextlib.suppress(Exception):
             storage.abort(key, multipart)
-        if bu.multipart_id == multipart:
-            bu.multipart_id = storage.begin(key)
+        if row.multipart_id == multipart:
+            db.execute(
+                update(BlobUpload)
+                .where(BlobUpload.id == bu_id)
+                .values(multipart_id=storage.begin(key))
+                .execution_options(synchronize_session=False)
+            )
         db.commit()
         raise InvalidBundle(f"blob {digest}: {e}") from None
     _add_blob(db, storage, digest, size, key)
-    bu.done = True
+    # A Core UPDATE: a joined pusher may have finished the whole upload (and removed this
+    # row) meanwhile, which is no error: the blob is stored and recorded either way.
+    db.execute(
+        update(BlobUpload)
+        .where(BlobUpload.id == bu_id)
+        .values(done=True)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def complete_version(
@@ -621,6 +695,9 @@ def complete_version(
         .execution_options(synchronize_session=False)
     ).rowcount
     if n != 1:
+        db.refresh(v)
+        if v.state == READY and v.digest == digest:  # a joined pusher finished it first
+            return v
         raise Conflict(f"{v.kind} {v.tag} is no longer being uploaded")
     db.delete(upload)
     audit(db, caller, f"{v.kind}.ready", v.tag, digest=v.digest, upload=upload.id)

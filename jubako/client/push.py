@@ -7,6 +7,9 @@ same push again after an interruption resumes it: the registry remembers the par
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,9 +23,13 @@ from jubako.store import Bundle, Store
 from jubako.tags import Tag
 
 from .progress import Progress
-from .registry import ConflictError, RegistryClient, RegistryError
+from .registry import ConflictError, RegistryClient, RegistryError, RegistryNotFound
 
-RETRIES = 3
+log = logging.getLogger("jubako.push")
+RETRIES = 3  # of one part
+ATTEMPTS = 6  # of a whole push (push_bundle)
+BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
 
 
 @dataclass
@@ -90,9 +97,43 @@ def push_bundle(
     labels: dict[str, str] | None = None,
     parallel: int = 4,
     progress: Progress | None = None,
-    _again: bool = True,
 ) -> Pushed:
+    """Push one bundle. Starts over (at most ATTEMPTS times, with growing random pauses)
+    when the push cannot finish as begun but can from the start: another client pushing the
+    same version got there first or finished it, blobs were collected meanwhile, the
+    session vanished, or the registry restarted. Parts already received are not resent."""
     progress = progress or Progress(enabled=False)
+    delay = BACKOFF_S
+    for attempt in range(ATTEMPTS):
+        try:
+            return _push_once(client, kind, bundle, force, labels, parallel, progress)
+        except RegistryError as e:
+            if attempt == ATTEMPTS - 1 or not _worth_retrying(e):
+                raise
+            log.info("push of %s %s: %s; starting over", kind, bundle.manifest.tag, e)
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, MAX_BACKOFF_S)
+    raise AssertionError("unreachable")
+
+
+def _worth_retrying(e: RegistryError) -> bool:
+    if isinstance(e, ConflictError):
+        # Only conflicts the registry says a retry resolves; not different content.
+        return bool(e.body.get("retry") or e.body.get("missing"))
+    if isinstance(e, RegistryNotFound):
+        return "upload" in str(e)  # the session was finished by another pusher, or swept
+    return e.status == 0 or e.status >= 500  # unreachable, restarting, overloaded
+
+
+def _push_once(
+    client: RegistryClient,
+    kind: str,
+    bundle: Bundle[Any],
+    force: bool,
+    labels: dict[str, str] | None,
+    parallel: int,
+    progress: Progress,
+) -> Pushed:
     m = bundle.manifest
     text = m.dump().decode()
     resp = client.push_version(kind, m.name, m.version, text, labels=labels, force=force)
@@ -114,21 +155,7 @@ def push_bundle(
             f.result()
     for b in upload["blobs"]:
         client.complete_blob(upload["id"], b["digest"])
-    try:
-        done = client.complete(upload["id"], v["digest"])
-    except ConflictError as e:
-        if e.body.get("missing") and _again:  # blobs collected meanwhile: push them again
-            return push_bundle(
-                client,
-                kind,
-                bundle,
-                force=force,
-                labels=labels,
-                parallel=parallel,
-                progress=progress,
-                _again=False,
-            )
-        raise
+    done = client.complete(upload["id"], v["digest"])
     return Pushed(kind, str(m.tag), done["digest"], done["state"], total, skipped=False)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +23,14 @@ from jubako.registry.storage.base import DigestMismatch
 from jubako.registry.storage.local import LocalStorage
 from sqlalchemy import func, select
 
+from jubako.bundle import verify_bundle
+from jubako.client.pull import pull
+from jubako.client.push import push
 from jubako.manifest import FileEntry, ModelManifest, utcnow
+from jubako.store import Store
 
 from .conftest import ADMIN, make_settings, serve
+from .factories import make_bento, make_model
 
 EMPTY = hashlib.sha256(b"").hexdigest()
 BOTH = ["sqlite-local", "postgres-s3"]
@@ -262,3 +268,37 @@ def test_declared_sizes_and_counts_are_bounded(backend, tmp_path: Path, request)
             assert blob["part_size"] % (1 << 20) == 0
     finally:
         served.stop()
+
+
+# --- item 11: concurrent pushes of one model join instead of failing -------------------
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_concurrent_pushes_sharing_a_model_all_succeed(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base = Store(tmp_path / "base")
+    model = make_model(base, "shared", "v1", {"w.bin": 6 << 20, "cfg.json": b"{}"})  # 2 parts
+    stores = []
+    for i in range(8):  # eight CI jobs, each with the same model and its own bento
+        shutil.copytree(base.home, tmp_path / f"job{i}")
+        store = Store(tmp_path / f"job{i}")
+        make_bento(store, f"svc{i}", "v1", [store.models.get("shared:v1")])
+        stores.append(store)
+    barrier = threading.Barrier(len(stores))
+
+    def job(i: int) -> list[str]:
+        with registry.client() as c:
+            barrier.wait(30)
+            return [p.state for p in push(c, f"svc{i}:v1", store=stores[i])]
+
+    with ThreadPoolExecutor(len(stores)) as pool:
+        results = [f.result(timeout=300) for f in [pool.submit(job, i) for i in range(8)]]
+    assert results == [["ready", "ready"]] * 8
+    with registry.client() as c:
+        events = c.request("GET", "/api/v1/audit", params={"action": "model.push"}).json()
+        assert len(events["items"]) == 1  # one version, one push (the others joined it)
+        for i in (0, 7):
+            dst = Store(tmp_path / f"pulled{i}")
+            pull(c, f"svc{i}:v1", store=dst)
+            got = dst.models.get("shared:v1")
+            assert got.manifest.digest() == model.manifest.digest()
+            assert verify_bundle(got.path, got.manifest) == []

@@ -90,15 +90,15 @@ async def put_part(
     reg: RegistryDep,
     _: WriteCaller,
 ) -> PartReceived:
-    def lookup() -> tuple[str, str, int]:
+    def lookup() -> tuple[str, str, int, bool]:
         with reg.sessions() as db:
             upload = service.get_upload(db, upload_id)
             bu = service.blob_upload(upload, digest)
-            if bu.done:
-                raise BadRequest(f"blob {digest} is already complete")
-            return bu.key, bu.multipart_id, service.expected_part_size(bu, number)
+            return bu.key, bu.multipart_id, service.expected_part_size(bu, number), bu.done
 
-    key, multipart, expected = await run_in_threadpool(lookup)
+    key, multipart, expected, done = await run_in_threadpool(lookup)
+    if done:  # verified already (another pusher of the same version): nothing to store
+        return PartReceived(number=number, size=expected)
     fd, tmp = await run_in_threadpool(_spool, reg)
     size = 0
     try:
@@ -111,7 +111,14 @@ async def put_part(
         if size != expected:
             raise BadRequest(f"part {number} must be {expected} bytes, got {size}")
         reg.metrics.bytes_in.inc(size)
-        await run_in_threadpool(reg.storage.put_part, key, multipart, number, tmp, size)
+        try:
+            await run_in_threadpool(reg.storage.put_part, key, multipart, number, tmp, size)
+        except Exception:
+            # Completed meanwhile by another pusher of the same version (its multipart
+            # upload is gone): the part is not needed.
+            if (await run_in_threadpool(lookup))[3]:
+                return PartReceived(number=number, size=size)
+            raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
