@@ -503,7 +503,7 @@ def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.
     config = uvicorn.Config(
         proxy, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
         access_log=False, log_level="warning", backlog=4096, timeout_graceful_shutdown=30,
-        timeout_keep_alive=30,
+        timeout_keep_alive=int(settings.http_idle_timeout_s),
     )
     uvicorn.Server(config).run()
 

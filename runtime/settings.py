@@ -28,6 +28,14 @@ class ProxySettings(BaseSettings):
     # longer) fails its requests with 504 and the connection to that worker is dropped:
     # a wedged or partitioned worker must not hold requests or batch slots forever
     inflight_timeout_s: float = Field(30.0, gt=0)
+    # the HTTP server's defences (runtime/http.py): a client must send a request's headers
+    # within http_header_timeout_s of its first byte (else 408), a keep-alive connection
+    # with nothing in flight is closed after http_idle_timeout_s, and a URL or header block
+    # past its cap is refused (414 / 431) before it is buffered any further
+    http_header_timeout_s: float = Field(10.0, gt=0)
+    http_idle_timeout_s: float = Field(60.0, gt=0)
+    max_url_bytes: int = Field(8 << 10, ge=64)
+    max_header_bytes: int = Field(64 << 10, ge=256)
     # the path prefix the proxy is reached under (an ingress routing /v1 to it): the APIs,
     # docs and probes answer under it; the probes and /metrics also at the root
     root_path: str = Field("", pattern=r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*/?$")
