@@ -43,6 +43,7 @@ from .db.models import (
     utcnow,
 )
 from .errors import BadRequest, Conflict, Gone
+from .orphans import remove_orphans
 from .storage.base import DigestMismatch, Storage
 
 log = logging.getLogger("jubako.registry")
@@ -805,7 +806,8 @@ def sweep(
     configured_timeout_s: int | None = None,
 ) -> dict[str, int]:
     """Fail abandoned uploads (idle for ``upload_timeout_s``), remove versions failed for as
-    long, collect unreferenced blobs unseen for ``gc_grace_s``.
+    long, collect unreferenced blobs unseen for ``gc_grace_s``, and remove what storage
+    holds that no row names (orphans.py) when older than ``gc_grace_s``.
 
     Sessions carry their expiry (set from ``configured_timeout_s`` when last touched), so a
     shorter ``upload_timeout_s`` than configured moves the cut-off accordingly.
@@ -840,7 +842,14 @@ def sweep(
         removed += 1
     db.commit()
     collected = collect_blobs(db, storage, grace_s=gc_grace_s)
-    return {"failed": failed, "removed": removed, "blobs_collected": collected}
+    orphans = remove_orphans(db, storage, grace_s=gc_grace_s)
+    return {
+        "failed": failed,
+        "removed": removed,
+        "blobs_collected": collected,
+        "orphans_removed": orphans.objects,
+        "uploads_aborted": orphans.uploads,
+    }
 
 
 # --- deployments --------------------------------------------------------------------

@@ -178,6 +178,8 @@ class SweepOut(BaseModel):
     failed: int
     removed: int
     blobs_collected: int
+    orphans_removed: int = 0  # storage objects no blob row names
+    uploads_aborted: int = 0  # unfinished uploads of sessions that are gone
 
 
 class Problem(BaseModel):

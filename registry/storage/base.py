@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from jubako.errors import JubakoError
@@ -24,6 +25,23 @@ class StorageError(JubakoError):
 
 class DigestMismatch(StorageError):
     pass
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An object in storage, for finding orphans."""
+
+    key: str
+    modified: datetime
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A multipart upload (S3) or an upload's scratch entry (local) still in storage."""
+
+    key: str
+    upload: str
+    started: datetime
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,14 @@ class Storage(abc.ABC):
     def abort(self, key: str, upload: str) -> None:
         """Drop an unfinished upload and its parts; no error when already gone."""
 
-    @abc.abstractmethod
     def list_keys(self) -> Iterator[str]:
-        """Every blob key (for garbage collection of orphans)."""
+        """Every blob key."""
+        return (o.key for o in self.list_objects())
+
+    @abc.abstractmethod
+    def list_objects(self) -> Iterator[Stored]:
+        """Every stored blob object with its modification time (to find orphans)."""
+
+    @abc.abstractmethod
+    def list_unfinished(self) -> Iterator[Unfinished]:
+        """Every unfinished upload; ``abort(key, upload)`` removes one."""

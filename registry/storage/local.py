@@ -9,9 +9,14 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-from .base import CHUNK, DigestMismatch, Part, Storage, StorageError
+from .base import CHUNK, DigestMismatch, Part, Storage, StorageError, Stored, Unfinished
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
 
 class LocalStorage(Storage):
@@ -139,18 +144,34 @@ class LocalStorage(Storage):
         """Whether a verified blob of ``size`` bytes is at ``dest`` (only verified files
         are ever renamed there)."""
         try:
-            return dest.stat().st_size == size
+            if dest.stat().st_size != size:
+                return False
+            os.utime(dest)  # the orphan sweep spares files touched within its grace period
+            return True
         except FileNotFoundError:
             return False
 
     def abort(self, key: str, upload: str) -> None:
-        shutil.rmtree(self._updir(upload), ignore_errors=True)
+        path = self._updir(upload)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:  # a stray spooled part or assembly file (list_unfinished)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
-    def list_keys(self) -> Iterator[str]:
+    def list_objects(self) -> Iterator[Stored]:
         base = self.root / "sha256"
         for dirpath, _dirs, files in os.walk(base):
             for f in files:
-                yield Path(dirpath, f).relative_to(self.root).as_posix()
+                path = Path(dirpath, f)
+                with contextlib.suppress(FileNotFoundError):
+                    yield Stored(path.relative_to(self.root).as_posix(), _mtime(path))
+
+    def list_unfinished(self) -> Iterator[Unfinished]:
+        # Upload folders, and the files a crash leaves: spooled parts, assembly files.
+        for entry in os.scandir(self.uploads):
+            with contextlib.suppress(FileNotFoundError):
+                yield Unfinished("", entry.name, _mtime(Path(entry.path)))
 
     def spool_dir(self) -> Path:
         return self.uploads

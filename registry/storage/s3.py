@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import Settings
-from .base import CHUNK, DigestMismatch, Part, Storage, StorageError
+from .base import CHUNK, DigestMismatch, Part, Storage, StorageError, Stored, Unfinished
 
 CONCURRENCY = 16  # S3 calls in flight for one request (the connection pool holds 32)
 
@@ -242,13 +242,21 @@ class S3Storage(Storage):
             if _code(e) != "NoSuchUpload":
                 raise
 
-    def list_keys(self) -> Iterator[str]:
+    def list_objects(self) -> Iterator[Stored]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=f"{self.prefix}blobs/"
         )
         for page in pages:
             for obj in page.get("Contents", []):
-                yield obj["Key"]
+                yield Stored(obj["Key"], obj["LastModified"])
+
+    def list_unfinished(self) -> Iterator[Unfinished]:
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}blobs/"
+        )
+        for page in pages:
+            for u in page.get("Uploads", []):
+                yield Unfinished(u["Key"], u["UploadId"], u["Initiated"])
 
 
 def _code(e: ClientError) -> str:
