@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .bundle import file_entries, walk_files
 from .errors import ConfigError, NotFound
 from .loader import SRC_DIR, import_service
-from .manifest import BentoManifest, ModelRef, PythonSpec, utcnow
+from .manifest import BentoManifest, ModelRef, PythonSpec, StaticSpec, utcnow
 from .requirements import infer, own_modules, resolved, scan_source
+from .service import Service
 from .store import Bundle, Store
 from .tags import Tag, new_version
 
@@ -120,6 +121,17 @@ def _inferred(root: Path, files: list[str], explicit: list[str]) -> list[str]:
     return infer(imports, own_modules(files), explicit)
 
 
+def _static_files(svc: Service, folder: Path) -> dict[str, Path]:
+    """The files of the service's static folder (``@jubako.service(static=...)``) by their
+    path in the bento (under ``static/``); links are copied as the files they point to."""
+    if not folder.is_dir():
+        raise ConfigError(f"static folder {folder} (static={svc.static!r} of {svc.name}) is not a folder")
+    files = sorted(r for r in walk_files(folder) if not _excluded(r, ALWAYS_EXCLUDED))
+    if not files:
+        raise ConfigError(f"static folder {folder} (static={svc.static!r} of {svc.name}) holds no file")
+    return {f"static/{rel}": folder / rel for rel in files}
+
+
 def _model_refs(tags: list[Tag], store: Store) -> list[ModelRef]:
     by_name: dict[str, Tag] = {}
     for tag in tags:
@@ -159,11 +171,13 @@ def build(
     tag = Tag(name or cfg.name or svc.name, version or cfg.version or new_version())
     tag.validate()
     refs = _model_refs(svc.models + [Tag.parse(m) for m in cfg.models], store)
+    static = _static_files(svc, svc.static_dir) if svc.static_dir is not None else {}
     with store.bentos.staging() as staged:
-        for rel in files:
-            dest = staged / SRC_DIR / rel
+        copies = {f"{SRC_DIR}/{rel}": root / rel for rel in files} | static
+        for rel, src in copies.items():
+            dest = staged / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / rel, dest)  # follows links: a bento holds plain files only
+            shutil.copyfile(src, dest)  # follows links: a bento holds plain files only
         wheel_files: list[str] = []
         if wheels or cfg.python.wheels:
             from .wheels import collect  # runs pip: only when asked
@@ -185,6 +199,7 @@ def build(
                 inferred=inferred,
                 wheels=wheel_files,
             ),
+            static=StaticSpec(source=svc.static or "") if static else None,
             files=file_entries(staged, walk_files(staged)),
         )
         return store.bentos.commit(staged, manifest)

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import __version__, safeyaml
 from .digest import sha256_bytes
 from .errors import InvalidBundle
 from .tags import NAME_PATTERN, VERSION_PATTERN, Tag
 
-SCHEMA_VERSION = 1
+# The newest format this jubako reads. A manifest is written with the lowest version that
+# describes it (1, unless it uses a field added later), so older readers keep reading it.
+SCHEMA_VERSION = 2
+STATIC_SCHEMA_VERSION = 2  # bento.yaml's `static` (static web content)
 BENTO_MANIFEST = "bento.yaml"
 MODEL_MANIFEST = "model.yaml"
 
@@ -105,8 +108,22 @@ class PythonSpec(_Strict):
     wheels: list[str] = Field(default_factory=list)  # bundled wheel files, relative to the bento
 
 
+class StaticSpec(_Strict):
+    """Static web content a service declared (``@jubako.service(static="web")``): the files
+    are listed in ``files`` under ``static/`` like any other, and the proxy serves them under
+    ``/ui/`` (docs/runtime.md)."""
+
+    # fixed, so a crafted manifest cannot have the proxy serve src/ or the models
+    path: Literal["static"] = "static"
+    source: str = ""  # the folder as declared, relative to the service's module (for people)
+
+
 class _Bundle(_Strict):
-    schema_version: int = SCHEMA_VERSION
+    # fields that were added to the format later: left out of the dump while unset, so a
+    # manifest written before them keeps its bytes, and its digest
+    _omit_unset: ClassVar[tuple[str, ...]] = ()
+
+    schema_version: int = 1
     name: str = Field(pattern=f"^{NAME_PATTERN}$")
     version: str = Field(pattern=f"^{VERSION_PATTERN}$")
     created_at: datetime
@@ -135,6 +152,9 @@ class _Bundle(_Strict):
 
     def dump(self) -> bytes:
         data = self.model_dump(mode="json", by_alias=True)
+        for key in self._omit_unset:
+            if data.get(key) is None:
+                data.pop(key, None)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode()
 
     def digest(self) -> str:
@@ -148,6 +168,24 @@ class BentoManifest(_Bundle):
     apis: list[ApiSpec] = Field(default_factory=list)
     models: list[ModelRef] = Field(default_factory=list)
     python: PythonSpec = Field(default_factory=PythonSpec)
+    static: StaticSpec | None = None
+
+    _omit_unset = ("static",)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _static_schema(cls, data: Any) -> Any:
+        # a new manifest with static content is written as version 2: a reader that predates
+        # it says "upgrade jubako" instead of "static: extra inputs are not permitted"
+        if isinstance(data, dict) and data.get("static") is not None and "schema_version" not in data:
+            data = {**data, "schema_version": STATIC_SCHEMA_VERSION}
+        return data
+
+    @model_validator(mode="after")
+    def _static_needs_v2(self) -> BentoManifest:
+        if self.static is not None and self.schema_version < STATIC_SCHEMA_VERSION:
+            raise ValueError(f"static: static content needs schema_version {STATIC_SCHEMA_VERSION}")
+        return self
 
 
 class ModelManifest(_Bundle):

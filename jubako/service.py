@@ -11,14 +11,23 @@
 
 Methods may be sync or async. The class is not instantiated at build time, only
 inspected, so building a bento needs neither the models nor a GPU.
+
+``static="web"`` declares a folder of static web content (a small UI for the model), next
+to the APIs it calls: the bento carries it and the proxy serves it under ``/ui/``. It sits
+on the service rather than in ``jubako.yaml`` because the page belongs to the service's
+APIs, and it is resolved against the module defining the class (like ``Path(__file__)``),
+so it means the same whatever folder the build runs from.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import ServiceDefinitionError
@@ -81,6 +90,8 @@ class Service:
     cls: type
     apis: dict[str, Api]
     models: list[Tag] = field(default_factory=list)
+    static: str | None = None  # the static content folder as declared
+    static_dir: Path | None = None  # ... resolved against the module defining the class
 
     def create(self) -> Any:
         """Instantiate the user's class (loads its models); done once per worker."""
@@ -139,10 +150,32 @@ def _build_api(attr: str, func: Callable[..., Any], options: ApiOptions, service
     )
 
 
+def _static_dir(c: type, static: Any, service: str) -> Path:
+    """Where the declared static folder is; whether it exists is checked by the build only
+    (a worker imports the service from a bento that keeps the files elsewhere)."""
+    if not isinstance(static, (str, os.PathLike)):
+        raise ServiceDefinitionError(f"{service}: static must name a folder, not {type(static).__name__}")
+    text = os.fspath(static)
+    if not text:
+        raise ServiceDefinitionError(f"{service}: static is empty; name a folder such as 'web'")
+    if "\0" in text:
+        raise ServiceDefinitionError(f"{service}: static holds a NUL byte")
+    if Path(text).is_absolute():
+        raise ServiceDefinitionError(
+            f"{service}: static={text!r} must be relative to the service's module, so the project builds anywhere")
+    module = sys.modules.get(c.__module__)
+    file = getattr(module, "__file__", None)
+    return (Path(file).resolve().parent if file else Path.cwd()) / text
+
+
 def service(
-    cls: type | None = None, *, name: str | None = None, models: list[str] | None = None
+    cls: type | None = None, *, name: str | None = None, models: list[str] | None = None,
+    static: str | os.PathLike[str] | None = None,
 ) -> Any:
-    """Turn a class into a :class:`Service`; its ``@api`` methods become its APIs."""
+    """Turn a class into a :class:`Service`; its ``@api`` methods become its APIs.
+
+    ``static`` names a folder of static web content, relative to the module defining the
+    class, that the bento carries and the proxy serves under ``/ui/``."""
 
     def wrap(c: type) -> Service:
         svc_name = name or c.__name__.lower().replace("_", "-")
@@ -159,6 +192,8 @@ def service(
             apis[a.name] = a
         if not apis:
             raise ServiceDefinitionError(f"{svc_name}: no method is marked with @jubako.api")
-        return Service(svc_name, c, apis, [Tag.parse(m) for m in models or []])
+        static_dir = None if static is None else _static_dir(c, static, svc_name)
+        return Service(svc_name, c, apis, [Tag.parse(m) for m in models or []],
+                       None if static is None else os.fspath(static), static_dir)
 
     return wrap(cls) if cls is not None else wrap
