@@ -396,6 +396,10 @@ def _proxy_container(owner: Owner, spec: BentoDeploymentSpec) -> dict[str, Any]:
         {"name": "JUBAKO_WORKERS", "value": workers},
         {"name": "JUBAKO_DEVICE", "value": "cpu"},
     ]
+    if spec.ingress and spec.ingress.path.rstrip("/"):
+        # The Ingress forwards /v1/predict as is: the proxy serves its APIs under the prefix
+        # (probes and /metrics stay at the root too).
+        env.append({"name": "JUBAKO_ROOT_PATH", "value": spec.ingress.path.rstrip("/")})
     if spec.batching:
         batching = {
             api: {

@@ -199,7 +199,8 @@ class TLS(_Model):
 class Ingress(_Model):
     host: str
     class_name: str | None = None
-    path: str = "/"
+    # What the proxy accepts as its root path (runtime/settings.py), so it always starts.
+    path: str = Field(default="/", pattern=r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*/?$")
     annotations: dict[str, str] = Field(default_factory=dict)
     tls: TLS | None = None
 
