@@ -209,6 +209,29 @@ class Dispatcher:
         self._last_arrival = now
         return p
 
+    def submit_many(self, sizes: list[int], payloads: list[Any], budget: float | None = None) -> list[Pending] | Refusal:
+        """Queue one request split in parts of at most a batch each (``sizes``), admitted or
+        refused as a whole: the queue bound and the deadline are checked for all its items,
+        so no part is queued for a request that is refused."""
+        now = self.clock()
+        total = sum(sizes)
+        if not sizes or any(n < 1 or n > self.max_batch_size for n in sizes):
+            raise ValueError(f"each part carries 1..{self.max_batch_size} items, not {sizes}")
+        if not self._workers:
+            return Refusal("no worker is ready", 1.0)
+        if self.queued_items + total > self.max_queue_items:
+            return Refusal("queue full", self._drain_time(now, self.queued_items))
+        deadline = self.deadline_for(now, budget)
+        finish = self.estimate_finish(now, self.queued_items + total)
+        if finish > deadline:
+            return Refusal("cannot finish within the latency budget", max(finish - deadline, 0.001))
+        parts = [Pending(n, now, deadline, payload) for n, payload in zip(sizes, payloads, strict=True)]
+        self.queue.extend(parts)
+        self.queued_items += total
+        self._arrivals = self._arrivals * math.exp(-(now - self._last_arrival) / _RATE_TAU) + total
+        self._last_arrival = now
+        return parts
+
     @property
     def arrival_rate(self) -> float:
         """Accepted items per second, recently."""

@@ -28,6 +28,7 @@ from . import wire
 from .codec import JSON, ApiCodec, InputError, error_body, is_json_type
 from .dispatcher import Batch, CostModel, Dispatcher, Refusal
 from .settings import Batching, ProxySettings
+from .static import StaticSite
 
 log = logging.getLogger("jubako.runtime.proxy")
 
@@ -128,7 +129,7 @@ class ApiState:
 
 class Proxy:
     def __init__(self, manifest: BentoManifest, workers: list[tuple[str, int]], batching: dict[str, Batching],
-                 settings: ProxySettings | None = None):
+                 settings: ProxySettings | None = None, static: StaticSite | None = None):
         from . import metrics
 
         self.settings = settings or ProxySettings.load()
@@ -145,6 +146,7 @@ class Proxy:
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._docs: Any = None
+        self.static = static  # the bento's static web content, under /ui/ (runtime/static.py)
         self.root = self.settings.root
         self.stopping = False
 
@@ -411,8 +413,8 @@ class Proxy:
             sink.set_result((e.status, error_body(str(e)), JSON, None))
             return
         d = st.dispatcher
-        if items > d.max_batch_size:
-            sink.set_result((413, error_body(f"body: at most {d.max_batch_size} items per request, got {items}"),
+        if items > d.max_queue_items:  # the hard cap: such a request could never be queued
+            sink.set_result((413, error_body(f"body: at most {d.max_queue_items} items per request, got {items}"),
                              JSON, None))
             return
         budget = None
@@ -423,7 +425,10 @@ class Proxy:
                 except ValueError:
                     sink.set_result((400, error_body(f"header {DEADLINE_HEADER.decode()}: not a number"), JSON, None))
                     return
-        r = d.submit(items, (value, sink), budget)
+        if items > d.max_batch_size:
+            r: Any = d.submit_many(*_split(st.codec, items, value, sink, d.max_batch_size), budget)
+        else:
+            r = d.submit(items, (value, sink), budget)
         if isinstance(r, Refusal):
             retry = b"%d" % max(1, math.ceil(r.retry_after))
             sink.set_result((503, error_body(f"overloaded: {r.reason}; retry"), JSON, [(b"retry-after", retry)]))
@@ -448,6 +453,8 @@ class Proxy:
         elif path in self.routes:
             status, body, ctype = 405, error_body(f"use POST {path}"), JSON
             headers = [(b"allow", b"POST")]
+        elif self.static is not None and self.static.owns(path):  # after every route of the proxy's own
+            status, body, ctype, headers = await self.static.respond(method, path, scope["headers"], self.root)
         else:
             from . import openapi
 
@@ -462,7 +469,64 @@ class Proxy:
             {"type": "http.response.start", "status": status,
              "headers": [(b"content-type", ctype), (b"content-length", b"%d" % len(body)), *headers]}
         )
-        await send({"type": "http.response.body", "body": body if method != "HEAD" else b""})
+        # a HEAD answer keeps its body here: the server leaves it out (http.py and uvicorn do)
+        # and sends the content-length a GET would have
+        await send({"type": "http.response.body", "body": body})
+
+
+def _split(codec: ApiCodec, items: int, value: Any, sink: Any, m: int) -> tuple[list[int], list[Any]]:
+    """A request of more than a batch (``m`` items): its parts and their payloads, each
+    answering into one :class:`_Gather` that answers the request once all are back."""
+    starts = range(0, items, m)
+    sizes = [min(m, items - a) for a in starts]
+    if codec.tensor_in:
+        chunks = [value[a : a + m] for a in starts]
+    else:  # JSON items travel as the client's bytes: re-encode each part's slice
+        parsed = orjson.loads(value)
+        chunks = [orjson.dumps(parsed[a : a + m]) for a in starts]
+    gather = _Gather(sink, len(sizes))
+    return sizes, [(chunk, _Part(gather, i)) for i, chunk in enumerate(chunks)]
+
+
+class _Gather:
+    """Joins the answers of a split request's parts: the first failure answers it (its
+    other parts are then ignored), else the JSON arrays are concatenated in order."""
+
+    __slots__ = ("sink", "bodies", "left")
+
+    def __init__(self, sink: Any, n: int):
+        self.sink = sink
+        self.bodies: list[bytes] = [b""] * n
+        self.left = n
+
+    def answer(self, i: int, result: tuple[Any, ...]) -> None:
+        if self.sink.done():
+            return
+        if result[0] != 200:
+            self.sink.set_result(result)
+            return
+        self.bodies[i] = result[1]
+        self.left -= 1
+        if self.left == 0:  # each body is a compact JSON array (orjson): splice them
+            inner = [b[1:-1] for b in self.bodies if len(b) > 2]
+            self.sink.set_result((200, b"[" + b",".join(inner) + b"]", result[2]))
+
+
+class _Part:
+    """The future-like sink of one part of a split request."""
+
+    __slots__ = ("gather", "index", "answered")
+
+    def __init__(self, gather: _Gather, index: int):
+        self.gather, self.index, self.answered = gather, index, False
+
+    def done(self) -> bool:
+        return self.answered or self.gather.sink.done()
+
+    def set_result(self, result: tuple[Any, ...]) -> None:
+        if not self.answered:
+            self.answered = True
+            self.gather.answer(self.index, result)
 
 
 def _fail_call(call: InFlight, status: int, message: str) -> None:
@@ -486,9 +550,10 @@ def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.
     from .settings import batching
 
     logs.configure()  # JSON lines in pods, text on a terminal (JUBAKO_LOG_FORMAT / _LEVEL)
-    manifest = open_bento(bento).manifest
+    bundle = open_bento(bento)
+    manifest = bundle.manifest
     settings = ProxySettings.load()
-    proxy = Proxy(manifest, workers, batching(manifest), settings)
+    proxy = Proxy(manifest, workers, batching(manifest), settings, StaticSite.of(bundle.path, manifest))
     log.info("proxy for %s on http://%s:%d (workers %s)", manifest.tag, host, port,
              ",".join(f"{h}:{p}" for h, p in workers))
     if os.environ.get("JUBAKO_HTTP", "lean") != "uvicorn":

@@ -54,3 +54,19 @@ def test_json_apis_refuse_a_body_declared_as_another_type(toy: Server, route: st
     for ctype in ("application/json", "application/json; charset=utf-8", "application/vnd.api+json"):
         assert httpx.post(toy.url + route, content=body, headers={"content-type": ctype}).status_code == 200
     assert httpx.post(toy.url + route, content=body).status_code == 200  # no content type: JSON assumed
+
+
+def test_a_request_larger_than_a_batch_is_split_and_answered_as_one(toy: Server) -> None:
+    rows = [[float(i + 20), 2.0] for i in range(40)]  # /inverse batches at most 16 items; 13 raises
+    r = httpx.post(toy.url + "/inverse", json=rows, timeout=20)
+    assert r.status_code == 200, r.text
+    assert r.json() == [[1.0 / (i + 20), 0.5] for i in range(40)]
+    xs = [float(i % 5) for i in range(20)]  # JSON API, 8 items per batch
+    r = httpx.post(toy.url + "/scale", json=xs, timeout=20)
+    assert r.status_code == 200 and r.json() == [2 * x for x in xs], r.text
+    # a part that fails fails the whole request
+    r = httpx.post(toy.url + "/inverse", json=rows[:30] + [[13.0, 1.0]], timeout=20)
+    assert r.status_code == 500 and "unlucky" in r.json()["error"]
+    # past the hard cap (the queue bound: 16 x 16 items) it is refused
+    r = httpx.post(toy.url + "/inverse", json=[[1.0, 2.0]] * 257, timeout=20)
+    assert r.status_code == 413 and "256" in r.json()["error"], r.text

@@ -348,3 +348,19 @@ def test_a_worker_busy_with_its_next_batch_is_not_counted_free_when_the_previous
     clock2.advance(0.5 * c2)
     d2.complete(e1)  # no timing: the model is unchanged
     assert d2.estimate_finish(clock2.t, 8) == pytest.approx(clock2.t + 2 * c2)
+
+
+def test_a_split_request_is_admitted_or_refused_as_a_whole() -> None:
+    d, clock = make(m=8, latency=0.05, a=0.002, b=0.0005, queue=40)
+    parts = d.submit_many([8, 8, 4], ["a", "b", "c"])
+    assert not isinstance(parts, Refusal)
+    assert [p.items for p in parts] == [8, 8, 4] and len({p.deadline for p in parts}) == 1
+    assert isinstance(d.submit_many([8, 8, 8], [1, 2, 3]), Refusal)  # 20 + 24 > the queue bound of 40
+    assert d.queued_items == 20  # nothing of the refused request was queued
+    batches, _ = d.poll()
+    assert [b.items for b in batches] == [8]
+    # too slow for its deadline as a whole: refused, though its first part alone would fit
+    d2, _ = make(m=8, latency=0.01, a=0.004, b=0.0005, queue=1000)
+    submit(d2, 8)
+    d2.poll()
+    assert isinstance(d2.submit_many([8, 8, 8], [1, 2, 3]), Refusal)

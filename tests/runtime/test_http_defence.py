@@ -53,7 +53,7 @@ def test_slow_headers_get_408_and_do_not_starve_real_traffic(toy: Server) -> Non
 
 
 def test_thousands_of_idle_connections_are_closed_and_do_not_starve_real_traffic(toy: Server) -> None:
-    idle = [connect(toy) for _ in range(3000)]
+    idle = [connect(toy) for _ in range(10_000)]
     assert httpx.post(toy.url + "/steady", json=[1], timeout=10).json() == [2]
     for s in idle:
         assert read_all(s) == b""  # closed by the server after the idle timeout
