@@ -27,6 +27,7 @@ from jubako.manifest import BentoManifest, ModelManifest, parse_manifest
 from jubako.tags import LATEST, Tag
 
 from .db.models import (
+    BROKEN,
     FAILED,
     READY,
     UPLOADING,
@@ -762,12 +763,32 @@ def delete_version(
             used_by=users,
         )
     digests = {f.digest for f in version_files(db, v)}
+    if v.kind == "model" and users:
+        _break_bentos(db, caller, v)
     _drop(db, storage, v)
     audit(db, caller, f"{v.kind}.delete", v.tag, digest=v.digest, force=force, used_by=users)
     db.flush()
     if collect:
         collect_blobs(db, storage, digests=digests)
     return users
+
+
+def _break_bentos(db: Session, caller: Caller, model: Version) -> None:
+    """A model deleted with force leaves the bentos using it ``broken``: no reader (pull,
+    download, archive, ``latest``) serves them, listings and the dashboard show the state,
+    and an upload in progress cannot finish (it is no longer ``uploading``)."""
+    bentos = list(
+        db.scalars(
+            select(Version)
+            .join(VersionRef, VersionRef.bento_version_id == Version.id)
+            .where(VersionRef.model_version_id == model.id, Version.state != BROKEN)
+        )
+    )
+    now = utcnow()
+    for b in bentos:
+        b.state, b.updated_at = BROKEN, now
+        audit(db, caller, "bento.broken", b.tag, model=model.tag, digest=model.digest)
+    db.flush()
 
 
 def collect_blobs(

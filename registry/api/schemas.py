@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-State = Literal["uploading", "ready", "failed"]
+State = Literal["uploading", "ready", "failed", "broken"]
 
 
 class VersionPush(BaseModel):

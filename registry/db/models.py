@@ -57,8 +57,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-# Version states.
-UPLOADING, READY, FAILED = "uploading", "ready", "failed"
+# Version states. BROKEN: a bento whose model was deleted with force (never swept; pushing
+# the model and the bento again repairs it).
+UPLOADING, READY, FAILED, BROKEN = "uploading", "ready", "failed", "broken"
 KINDS = ("bento", "model")
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from jubako.bundle import verify_bundle
 from jubako.client.pull import pull
 from jubako.client.push import push
+from jubako.client.registry import ConflictError, RegistryError, RegistryNotFound
 from jubako.manifest import FileEntry, ModelManifest, utcnow
 from jubako.store import Store
 
@@ -400,3 +401,41 @@ def test_sweep_removes_orphans_and_spares_live_blobs(registry, backend) -> None:
         )
         assert r.status_code == 200, r.text
         assert blob_bytes(http, hashlib.sha256(pending["p.bin"]).hexdigest()) == pending["p.bin"]
+
+
+# --- item 10: a forced model delete leaves its bentos broken, everywhere -----------------
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_forced_model_delete_breaks_its_bentos(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = Store(tmp_path / "src")
+    model = make_model(src, "m", "v1")
+    make_bento(src, "b", "v1", [model])
+    make_bento(src, "other", "v1")
+    with registry.client() as c:
+        push(c, "b:v1", store=src)
+        push(c, "other:v1", store=src)
+        with pytest.raises(ConflictError):  # in use: refused without force
+            c.delete_version("model", "m", "v1")
+        c.delete_version("model", "m", "v1", force=True)
+
+        assert c.get_version("bento", "b", "v1")["state"] == "broken"
+        assert c.get_version("bento", "other", "v1")["state"] == "ready"
+        listed = {v["tag"]: v["state"] for v in c.list_versions("bento")}
+        assert listed == {"b:v1": "broken", "other:v1": "ready"}
+        assert [v["tag"] for v in c.list_versions("bento", state="broken")] == ["b:v1"]
+        with pytest.raises(RegistryNotFound):  # `latest` is the newest ready version
+            c.get_version("bento", "b", "latest")
+        for path in ("download", "archive"):
+            r = c.http.get(f"/api/v1/bentos/b/versions/v1/{path}")
+            assert r.status_code == 409 and "broken" in r.text, (path, r.text)
+        with pytest.raises(RegistryError, match="broken"):
+            pull(c, "b:v1", store=Store(tmp_path / "dst"))
+        events = c.request("GET", "/api/v1/audit", params={"action": "bento.broken"}).json()
+        assert [e["target"] for e in events["items"]] == ["b:v1"]
+
+        # Pushing the model and the bento again repairs it.
+        pushed = push(c, "b:v1", store=src)
+        assert [p.state for p in pushed] == ["ready", "ready"]
+        assert c.get_version("bento", "b", "latest")["version"] == "v1"
+        pull(c, "b:v1", store=Store(tmp_path / "dst2"))
