@@ -108,6 +108,9 @@ class PythonSpec(_Strict):
     wheels: list[str] = Field(default_factory=list)  # bundled wheel files, relative to the bento
 
 
+STATIC_ROUTE = "/ui"  # where the proxy serves a bento's static content (runtime/static.py)
+
+
 class StaticSpec(_Strict):
     """Static web content a service declared (``@jubako.service(static="web")``): the files
     are listed in ``files`` under ``static/`` like any other, and the proxy serves them under

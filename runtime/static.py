@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
-from jubako.manifest import BentoManifest
+from jubako.manifest import STATIC_ROUTE, BentoManifest
 
 from .codec import JSON, error_body
 
 log = logging.getLogger("jubako.runtime.static")
 
-PREFIX = "/ui"
+PREFIX = STATIC_ROUTE
 INDEX = "index.html"
 CACHE_CONTROL = b"no-cache"
 _THREAD_READ_BYTES = 256 << 10  # larger files are read off the event loop

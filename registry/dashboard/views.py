@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from jubako.errors import JubakoError
-from jubako.manifest import parse_manifest
+from jubako.manifest import STATIC_ROUTE, parse_manifest
 from jubako.tags import NAME_PATTERN, VERSION_PATTERN
 
 from .. import auth, service
@@ -201,6 +201,25 @@ def _io(spec: object) -> str:
     return str(kind)
 
 
+STATIC_FILES_SHOWN = 50
+
+
+def _static_content(manifest: object) -> dict | None:
+    """The static web content a bento carries (``@jubako.service(static=...)``): where the
+    proxy serves it and its first files, from the manifest (bounded like every page)."""
+    spec = getattr(manifest, "static", None)
+    if spec is None:
+        return None
+    folder = spec.path + "/"
+    files = [f for f in manifest.files if f.path.startswith(folder)]  # type: ignore[attr-defined]
+    return {
+        "route": STATIC_ROUTE + "/", "path": spec.path, "source": spec.source, "count": len(files),
+        "size": sum(f.size for f in files),
+        "files": [{"url": f"{STATIC_ROUTE}/{f.path[len(folder):]}", "size": f.size, "digest": f.sha256}
+                  for f in files[:STATIC_FILES_SHOWN]],
+    }
+
+
 def _k8s_name(name: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", name).strip("-")[:63] or "bento"
 
@@ -225,6 +244,7 @@ def version_page(
          "batchable": a.batchable, "batching": a.batching, "doc": a.doc}
         for a in getattr(manifest, "apis", [])
     ]
+    static = _static_content(manifest) if kind == "bento" else None
     url = registry_url(ctx)
     pull = f"jubako pull {'--model ' if kind == 'model' else ''}{v.tag} --registry {url}"
     snippet = ""
@@ -248,7 +268,7 @@ def version_page(
         "version.html", nav=plural, kind=kind, plural=plural, v=v, manifest=manifest,
         manifest_text=v.manifest, apis=apis, files=file_rows, files_page=files, files_pages=pages,
         models=models, used_by_bentos=used_by_bentos, deployments=deployments, pull=pull,
-        snippet=snippet, upload=upload, can_write=viewer.can("write"),
+        snippet=snippet, upload=upload, can_write=viewer.can("write"), static=static,
     )
 
 
