@@ -81,7 +81,8 @@ class Resources(_Model):
 
 
 class Autoscaling(_Model):
-    min_replicas: int = Field(default=1, ge=1)
+    # 0 scales an idle worker group to zero (woken by the proxy's queue; never the proxy).
+    min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(ge=1)
     target_cpu_utilization_percentage: int | None = Field(
         default=None, ge=1, le=100, alias="targetCPUUtilizationPercentage"
@@ -96,6 +97,9 @@ class Autoscaling(_Model):
             raise ValueError("minReplicas must not exceed maxReplicas")
         if self.target_cpu_utilization_percentage is None and self.target_queue_depth is None:
             raise ValueError("set targetCPUUtilizationPercentage, targetQueueDepth or both")
+        if self.min_replicas == 0 and self.target_queue_depth is None:
+            # With no pod there is no CPU to measure: only the proxy's queue can wake the group.
+            raise ValueError("minReplicas 0 (scale to zero) needs targetQueueDepth")
         return self
 
 
@@ -232,6 +236,9 @@ class BentoDeploymentSpec(_Model):
             Tag.parse(self.bento)
         except InvalidTag as exc:
             raise ValueError(str(exc)) from None
+        if self.proxy.autoscaling is not None and self.proxy.autoscaling.min_replicas == 0:
+            raise ValueError("proxy.autoscaling.minReplicas must be at least 1: the proxy holds"
+                             " the queue that wakes worker groups scaled to zero")
         names = [w.name for w in self.workers]
         if len(set(names)) != len(names):
             raise ValueError(f"worker group names must be unique, got {names}")

@@ -338,3 +338,5 @@ def test_queue_depth_hpas_have_their_metric_scraped_and_served() -> None:
     assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"},
                                               "service": {"resource": "service"}}
     assert "sum(" in rule["metricsQuery"]
+    # a group scaled to zero queues nothing (its proxy refuses at once): the refusals wake it
+    assert 'jubako_requests_total{status="503"' in rule["metricsQuery"]
