@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 EXTRAS := torch,onnx,runtime,registry,operator,dev
 PYTEST_ARGS ?=
 
-.PHONY: help install tools system-deps run examples test test-fast lint clean chart images bench-runtime bench-registry bench-batch e2e-cluster
+.PHONY: help install tools system-deps run examples test test-fast lint clean chart images e2e-containers bench-runtime bench-registry bench-batch e2e-cluster
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -20,9 +20,10 @@ $(VENV)/.installed: pyproject.toml setup.py constraints.txt
 
 install: $(VENV)/.installed tools  ## Create .venv with the CLI and every extra, and the helm/kubectl binaries
 
-# Debian packages the tests need: a real Chromium for the dashboard's end-to-end tests.
+# Debian packages the tests need: a real Chromium for the dashboard's end-to-end tests; a
+# Docker engine and debootstrap for the images' tests (tests/images, tests/e2e/test_containers.py).
 # (PostgreSQL for the registry tests is a service of the project's machines, on 127.0.0.1:5432.)
-APT_PACKAGES := chromium
+APT_PACKAGES := chromium docker.io debootstrap
 system-deps:  ## Install the Debian packages the tests need (as root, or with sudo)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -62,10 +63,16 @@ chart: install  ## Copy the CRDs into the chart and regenerate the chart's READM
 
 IMAGE_REPO ?= ghcr.io/jubako
 IMAGE_TAG ?= $(shell $(PY) -c 'import jubako; print(jubako.__version__)' 2>/dev/null || echo dev)
-images:  ## Build the runtime, registry and operator images (needs a container engine)
+IMAGE_BUILD_ARGS ?=
+images:  ## Build the runtime, registry and operator images (needs a container engine; IMAGE_BUILD_ARGS="--build-arg ...")
 	for image in runtime registry operator; do \
-	  docker build -f images/$$image/Dockerfile -t $(IMAGE_REPO)/$$image:$(IMAGE_TAG) . || exit 1; \
+	  docker build $(IMAGE_BUILD_ARGS) -f images/$$image/Dockerfile -t $(IMAGE_REPO)/$$image:$(IMAGE_TAG) . || exit 1; \
 	done
+
+# The images built offline (debootstrap base, host wheelhouse) on a private dockerd, then run as a
+# cluster runs them: registry on PostgreSQL + S3, the operator's rendered pods, jubako containerize.
+e2e-containers: install system-deps  ## Build the images for real and run the containers-only end-to-end (as root)
+	$(VENV)/bin/pytest -m containers tests/images tests/e2e $(PYTEST_ARGS)
 
 # The runtime benchmark (bench/README.md): BentoML lives in its own venv, never in .venv
 # (1.4.39: 1.4.40 needs a certifi newer than the index has).

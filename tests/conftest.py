@@ -11,6 +11,7 @@ import pytest
 
 from jubako.build import build
 from jubako.store import Store
+from tests.images.containers import built_images, dockerd  # noqa: F401  (session fixtures: the Docker engine, the images)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
