@@ -44,6 +44,7 @@ examples: install  ## Save the example models and build the example bentos (loca
 	$(PY) examples/mlp_onnx/save_model.py
 	$(VENV)/bin/jubako build examples/mlp_torch
 	$(VENV)/bin/jubako build examples/mlp_onnx
+	$(VENV)/bin/jubako build examples/mlp_web
 
 run: examples  ## The main job on the embedded default: registry up, examples built, pushed and served
 	scripts/demo.sh
