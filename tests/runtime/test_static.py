@@ -47,12 +47,21 @@ def test_hostile_and_unknown_paths_resolve_to_nothing(rel: str) -> None:
     assert resolve(FILES, rel) is None
 
 
-@given(st.text(alphabet=st.sampled_from(list("./\\\0%2eaindex.htmlsubcs ")), max_size=30))
+SEGMENTS = ["", ".", "..", "index.html", "sub", "css", "site.css", "app.js", "a b.txt", "%2e%2e", "\0", "\\", "..\\"]
+
+
+@given(st.one_of(
+    st.lists(st.sampled_from(SEGMENTS), max_size=6).map("/".join),  # near-misses of real paths
+    st.text(max_size=40),
+))
 def test_resolution_only_ever_names_a_listed_file_or_folder(rel: str) -> None:
     target = resolve(FILES, rel)
+    segments = rel.split("/")
+    if ".." in segments or "." in segments or "\0" in rel or "\\" in rel:
+        assert target is None
     if target is None:
         return
-    assert ".." not in target.key.split("/") and "\0" not in target.key
+    assert target.key == rel or target.key == rel + "index.html"
     assert (target.key in FILES) != target.redirect
     if target.redirect:
         assert f"{target.key}/index.html" in FILES
