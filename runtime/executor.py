@@ -23,6 +23,7 @@ from jubako.service import Api, Service
 
 from . import wire
 from .codec import shape_text
+from .staging import PinnedStaging
 
 log = logging.getLogger("jubako.runtime.worker")
 
@@ -61,7 +62,7 @@ class RequestFailed(Exception):
 @dataclass
 class _Torch:
     device: Any
-    pinned: dict[tuple[str, int], Any]
+    staging: PinnedStaging | None  # CUDA only
 
 
 class ApiRunner:
@@ -77,7 +78,13 @@ class ApiRunner:
         if isinstance(api.input, TensorSpec) and api.input.container == "torch":
             import torch
 
-            self._torch = _Torch(torch.device(torch_device or "cpu"), {})
+            dev = torch.device(torch_device or "cpu")
+            staging = None
+            if dev.type == "cuda":
+                staging = PinnedStaging(
+                    alloc=lambda n, dtype: torch.empty(n, dtype=dtype).pin_memory(), new_event=torch.cuda.Event,
+                )
+            self._torch = _Torch(dev, staging)
 
     # --- inputs ----------------------------------------------------------------------
 
@@ -87,17 +94,11 @@ class ApiRunner:
         t = torch.from_numpy(np.ascontiguousarray(arr))
         assert self._torch is not None
         dev = self._torch.device
-        if dev.type != "cuda":
+        if self._torch.staging is None:
             return t
-        # copy into a reusable page-locked buffer, then an asynchronous host->device copy
-        key = (str(t.dtype), t.numel())
-        buf = self._torch.pinned.get(key)
-        if buf is None:
-            buf = torch.empty(t.numel(), dtype=t.dtype).pin_memory()
-            self._torch.pinned[key] = buf
-        staged = buf.view(t.shape)
-        staged.copy_(t)
-        return staged.to(dev, non_blocking=True)
+        # through a pinned buffer no queued copy still reads (runtime/staging.py), then an
+        # asynchronous host->device copy
+        return self._torch.staging.stage(t, lambda staged: staged.to(dev, non_blocking=True))
 
     def _json_items(self, segment: bytes, where: str) -> Any:
         assert self._in_adapter is not None

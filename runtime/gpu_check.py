@@ -65,11 +65,19 @@ def main() -> None:
                 runner = ApiRunner(api, inst, device)
                 runner.input = TensorSpec(dtype="float32", shape=[None, 16], container="torch")
                 from jubako.runtime.executor import _Torch
+                from jubako.runtime.staging import PinnedStaging
 
-                runner._torch = _Torch(torch.device(device), {})
-                t = runner._to_torch(x)
-                print(f"  TorchTensor input staged to {t.device}; pinned buffers: {len(runner._torch.pinned)}")
-                ok &= t.device.type == device
+                staging = None
+                if device == "cuda":
+                    staging = PinnedStaging(lambda n, dt: torch.empty(n, dtype=dt).pin_memory(), torch.cuda.Event)
+                runner._torch = _Torch(torch.device(device), staging)
+                # several same-sized batches staged back to back, none synchronised: each
+                # must arrive intact (a shared pinned buffer would be overwritten in flight)
+                xs = [np.full_like(x, i) for i in range(12)]
+                ts = [runner._to_torch(a) for a in xs]
+                intact = all(torch.equal(t.cpu(), torch.from_numpy(a)) for t, a in zip(ts, xs, strict=True))
+                print(f"  TorchTensor inputs staged to {ts[0].device}; 12 in flight intact: {intact}")
+                ok &= ts[0].device.type == device and intact
             else:
                 prov = inst.model.providers
                 print(f"{bento} [{device}]: onnxruntime providers {prov}")
