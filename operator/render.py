@@ -232,7 +232,10 @@ def _pod_spec(
     component: Component,
     role: str,
 ) -> dict[str, Any]:
-    image = spec.runtime_image or settings.runtime_image
+    # spec.image: a bento's own image (`jubako containerize`) holds the bento at /bento and its
+    # requirements installed, so its pods neither pull nor install anything first.
+    baked = spec.image is not None
+    image = spec.image or spec.runtime_image or settings.runtime_image
     pull_policy = spec.image_pull_policy or settings.image_pull_policy
     resources = _resources(component)
     taints = _accelerator_taints(component, settings)
@@ -258,13 +261,13 @@ def _pod_spec(
     if component.env_from:
         container["envFrom"] = list(component.env_from)
     container["volumeMounts"] = [
-        {"name": "bento", "mountPath": "/bento", "readOnly": True},
+        *([] if baked else [{"name": "bento", "mountPath": "/bento", "readOnly": True}]),
         {"name": "tmp", "mountPath": "/tmp"},
         *component.volume_mounts,
     ]
-    init = [_pull_container(spec, tag, settings, image, pull_policy)]
-    volumes = [{"name": "bento", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
-    if role == "worker":  # only workers import the bento's code
+    init = [] if baked else [_pull_container(spec, tag, settings, image, pull_policy)]
+    volumes = [*([] if baked else [{"name": "bento", "emptyDir": {}}]), {"name": "tmp", "emptyDir": {}}]
+    if role == "worker" and not baked:  # only workers import the bento's code
         init.append(_install_container(spec, image, pull_policy))
         container["command"] = list(WORKER_COMMAND)
         container["volumeMounts"].append({"name": "deps", "mountPath": DEPS_DIR, "readOnly": True})

@@ -214,6 +214,8 @@ class BentoDeploymentSpec(_Model):
     registry: Registry = Field(default_factory=Registry)
     python: PythonPackages = Field(default_factory=PythonPackages)
     runtime_image: str | None = None
+    # A bento's own image (`jubako containerize`): the bento baked in, no pull or install.
+    image: str | None = Field(default=None, min_length=1)
     image_pull_policy: str | None = None
     image_pull_secrets: list[dict[str, str]] = Field(default_factory=list)
     service_account_name: str | None = None
