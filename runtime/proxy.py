@@ -1,9 +1,11 @@
 """The proxy: a raw ASGI app on uvicorn (uvloop + httptools) in front of the workers.
 
-``POST /<api>`` decodes and validates the body (``codec``), then either queues it in the
-API's :class:`~jubako.runtime.dispatcher.Dispatcher` (batchable) or sends it to the
-least-loaded worker alone. The dispatcher is driven by events only: arrivals, results,
-and at most one timer per API for the moment it asked for. Workers are reached over one
+``POST /<api>`` decodes and validates the body (``codec``), then queues it in the API's
+:class:`~jubako.runtime.dispatcher.Dispatcher` (every API has one; a non-batchable API's
+batches hold one request; a request of more than a batch is split and gathered). The
+dispatcher is driven by events only: arrivals, results, and at most one timer per API for
+the moment it asked for; one sweep a second fails calls a worker has not answered within
+the in-flight timeout. Workers are reached over one
 TCP connection each (``wire``); each ``--workers`` host is resolved again and again.
 """
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from jubako.operator.config import OperatorSettings
 from jubako.registry.config import Settings as RegistrySettings
+from jubako.runtime.settings import ProxySettings
 from pydantic_settings import BaseSettings
 
 from jubako.config import Settings as ClientSettings
@@ -12,7 +13,7 @@ from jubako.config import Settings as ClientSettings
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
 
 
-@pytest.mark.parametrize("settings", [ClientSettings, RegistrySettings, OperatorSettings])
+@pytest.mark.parametrize("settings", [ClientSettings, RegistrySettings, OperatorSettings, ProxySettings])
 def test_every_setting_is_documented(settings: type[BaseSettings]) -> None:
     prefix = settings.model_config["env_prefix"]
     missing = [
