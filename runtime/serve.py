@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from jubako.errors import JubakoError
+from jubako.manifest import STATIC_ROUTE
 
 PR_SET_PDEATHSIG = 1
 
@@ -137,8 +138,9 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
             if not announced:
                 if proxy.alive() and _ready(url):
                     announced = True
+                    ui = f", web UI at {url}{STATIC_ROUTE}/" if bundle.manifest.static else ""
                     print(f"jubako serve: {bundle.manifest.tag} ready at {url} "
-                          f"({workers} worker(s); docs at {url}/docs)", file=sys.stderr, flush=True)
+                          f"({workers} worker(s); docs at {url}/docs{ui})", file=sys.stderr, flush=True)
                 elif time.monotonic() > deadline:
                     raise JubakoError(f"not ready after {ready_timeout:.0f}s; see the messages above")
             time.sleep(0.1)

@@ -5,15 +5,20 @@ API the page calls answering next to it."""
 from __future__ import annotations
 
 import http.client
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from jubako.runtime.serve import free_port
 
 from jubako.build import build
 from jubako.store import Store
 
-from .conftest import serve
+from .conftest import Server, wait_for
 
 WEB = Path(__file__).resolve().parents[2] / "examples" / "mlp_web"
 
@@ -31,13 +36,23 @@ def raw(url: str, method: str, path: str, headers: dict[str, str] | None = None)
     return resp
 
 
-def test_the_example_page_is_served_next_to_its_api(runtime_store: Store) -> None:
+def test_the_example_page_is_served_next_to_its_api(runtime_store: Store, tmp_path: Path) -> None:
     bundle = build(WEB, store=runtime_store)
     assert bundle.manifest.static is not None
     assert {f.path for f in bundle.manifest.files} >= {"static/index.html", "static/app.js", "static/style.css"}
     page = (WEB / "web" / "index.html").read_bytes()
     script = (WEB / "web" / "app.js").read_bytes()
-    with serve(runtime_store, str(bundle.tag)) as server:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from jubako.cli import main; main()", "serve", str(bundle.tag), "--port", str(port)],
+            env={**os.environ, "JUBAKO_HOME": str(runtime_store.home), "JUBAKO_NUM_THREADS": "1"}, stderr=out)
+    server = Server(f"http://127.0.0.1:{port}", proc)
+    try:
+        wait_for(lambda: proc.poll() is None and server.workers_ready() == 1, 90, "workers ready")
+        wait_for(lambda: b"ready at" in log.read_bytes(), 30, "the ready line")
+        assert f"web UI at {server.url}/ui/".encode() in log.read_bytes()
         r = raw(server.url, "GET", "/ui/")
         assert r.status == 200 and r.body == page  # type: ignore[attr-defined]
         assert r.getheader("content-type") == "text/html; charset=utf-8"
@@ -77,3 +92,10 @@ def test_the_example_page_is_served_next_to_its_api(runtime_store: Store) -> Non
         assert resp.status == 200 and body.count(b",") == 3
         assert raw(server.url, "GET", "/docs").status == 200
         assert raw(server.url, "GET", "/livez").status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
