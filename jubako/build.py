@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import manifest as manifests
 from .bundle import file_entries, walk_files
 from .errors import ConfigError, NotFound
 from .loader import SRC_DIR, import_service
@@ -129,6 +130,12 @@ def _static_files(svc: Service, folder: Path) -> dict[str, Path]:
     files = sorted(r for r in walk_files(folder) if not _excluded(r, ALWAYS_EXCLUDED))
     if not files:
         raise ConfigError(f"static folder {folder} (static={svc.static!r} of {svc.name}) holds no file")
+    cap = manifests.MAX_STATIC_FILE_BYTES
+    for rel in files:
+        size = (folder / rel).stat().st_size
+        if size > cap:
+            raise ConfigError(f"static file {folder / rel} has {size} bytes; the proxy serves files of at most"
+                              f" {cap} bytes (serve larger assets from object storage)")
     return {f"static/{rel}": folder / rel for rel in files}
 
 

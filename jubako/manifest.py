@@ -109,6 +109,9 @@ class PythonSpec(_Strict):
 
 
 STATIC_ROUTE = "/ui"  # where the proxy serves a bento's static content (runtime/static.py)
+# the largest static file: the proxy holds a file in memory while it answers it (larger
+# assets belong in object storage or a CDN); the build refuses more, the proxy skips it
+MAX_STATIC_FILE_BYTES = 32 << 20
 
 
 class StaticSpec(_Strict):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
+from jubako import manifest as manifests
 from jubako.manifest import STATIC_ROUTE, BentoManifest
 
 from .codec import JSON, error_body
@@ -142,10 +143,15 @@ class StaticSite:
     def __init__(self, root: Path, manifest: BentoManifest):
         assert manifest.static is not None
         folder = manifest.static.path + "/"
+        listed = [f for f in manifest.files if f.path.startswith(folder)]
+        cap = manifests.MAX_STATIC_FILE_BYTES  # jubako build refuses more; another tool might not
+        for f in listed:
+            if f.size > cap:
+                log.warning("static file %s has %d bytes, over the %d served: not served", f.path, f.size, cap)
         self.files = {
             f.path[len(folder):]: StaticFile(root / f.path, f.size, b'"%s"' % f.sha256.encode(),
                                              content_type(f.path))
-            for f in manifest.files if f.path.startswith(folder)
+            for f in listed if f.size <= cap
         }
         built = manifest.created_at if manifest.created_at.tzinfo else manifest.created_at.replace(tzinfo=UTC)
         self.last_modified = built.astimezone(UTC).replace(microsecond=0)

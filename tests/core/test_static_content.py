@@ -134,3 +134,14 @@ def test_build_refuses_a_missing_or_empty_folder(tmp_path: Path, store: Store, f
     with pytest.raises(ConfigError, match=f"static folder .*web.*{words}"):
         build_bento(root, store=store)
     assert store.bentos.list() == []
+
+
+def test_build_refuses_a_static_file_the_proxy_would_not_hold(tmp_path: Path, store: Store,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import jubako.manifest
+
+    monkeypatch.setattr(jubako.manifest, "MAX_STATIC_FILE_BYTES", 100)  # the real cap is 32 MiB
+    root = project(tmp_path / "p", "static='web'", {"web/index.html": b"x" * 100, "web/big.wasm": b"x" * 101})
+    with pytest.raises(ConfigError, match=r"static file .*big\.wasm.*101 bytes.*100"):
+        build_bento(root, store=store)
+    assert store.bentos.list() == []

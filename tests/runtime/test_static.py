@@ -243,3 +243,13 @@ def test_the_lean_server_answers_head_with_the_length_of_a_get(tmp_path: Path) -
     head = asyncio.run(exchange(b"HEAD /ui/ HTTP/1.1\r\nhost: x\r\n\r\n"))
     assert get.startswith(b"HTTP/1.1 200 ") and get.endswith(b"\r\n\r\n<!doctype html><p>hi")
     assert b"content-length: 20\r\n" in head and head.endswith(b"\r\n\r\n")  # headers only, GET's length
+
+
+def test_a_file_over_the_cap_is_not_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jubako.manifest
+
+    root, manifest = bento(tmp_path)
+    monkeypatch.setattr(jubako.manifest, "MAX_STATIC_FILE_BYTES", 5)  # index.html has 20 bytes
+    site = StaticSite(root, manifest)  # as a bento built by another tool could list one
+    assert respond(site, "GET", "/ui/app.js").status == 200
+    assert respond(site, "GET", "/ui/index.html").status == 404
