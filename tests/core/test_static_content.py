@@ -145,3 +145,20 @@ def test_build_refuses_a_static_file_the_proxy_would_not_hold(tmp_path: Path, st
     with pytest.raises(ConfigError, match=r"static file .*big\.wasm.*101 bytes.*100"):
         build_bento(root, store=store)
     assert store.bentos.list() == []
+
+
+def test_static_content_travels_in_an_archive(tmp_path: Path, store: Store) -> None:
+    import io
+
+    from jubako.archive import export, import_archive
+    from jubako.loader import open_bento
+
+    root = project(tmp_path / "p", "static='web'", {"web/index.html": b"<p>hi", "web/img/logo.svg": b"<svg/>"})
+    bundle = build_bento(root, store=store)
+    buf = io.BytesIO()
+    export(bundle, buf, store=store, compression="zstd")
+    other = Store(tmp_path / "other")
+    import_archive(io.BytesIO(buf.getvalue()), store=other)
+    again = open_bento(str(bundle.tag), store=other)  # verified against the manifest
+    assert again.manifest.digest() == bundle.manifest.digest() and again.manifest.static is not None
+    assert (again.path / "static" / "img" / "logo.svg").read_bytes() == b"<svg/>"
