@@ -243,6 +243,10 @@ def test_the_lean_server_answers_head_with_the_length_of_a_get(tmp_path: Path) -
     head = asyncio.run(exchange(b"HEAD /ui/ HTTP/1.1\r\nhost: x\r\n\r\n"))
     assert get.startswith(b"HTTP/1.1 200 ") and get.endswith(b"\r\n\r\n<!doctype html><p>hi")
     assert b"content-length: 20\r\n" in head and head.endswith(b"\r\n\r\n")  # headers only, GET's length
+    docs = asyncio.run(exchange(b"GET /docs HTTP/1.1\r\nhost: x\r\n\r\n"))
+    docs_head = asyncio.run(exchange(b"HEAD /docs HTTP/1.1\r\nhost: x\r\n\r\n"))  # the same fix, nearby
+    length = next(ln for ln in docs.split(b"\r\n") if ln.startswith(b"content-length: "))
+    assert length != b"content-length: 0" and length + b"\r\n" in docs_head and docs_head.endswith(b"\r\n\r\n")
 
 
 def test_a_file_over_the_cap_is_not_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
