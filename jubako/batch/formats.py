@@ -69,6 +69,7 @@ class Reader:
     total_rows: int | None = None
     total_bytes: int | None = None
     columns: list[str]
+    only: list[str] | None = None  # the columns to keep in later chunks (None: all); see Adapter.needed
 
     def chunks(self) -> Iterator[Chunk]:
         raise NotImplementedError
@@ -167,14 +168,27 @@ class CsvReader(Reader):
             if not names:
                 raise JubakoError(f"{self.url}: the first line (the header) names no columns")
             self.columns = names
-            convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                          strings_can_be_null=False, quoted_strings_can_be_null=False)
             for index in itertools.count():
-                lines = list(itertools.islice(records, self.chunk_rows))
-                if not lines:
+                convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                              strings_can_be_null=False, quoted_strings_can_be_null=False,
+                                              include_columns=None if self.only is None else
+                                              [c for c in dict.fromkeys(names) if c in self.only])
+                # the chunk as one Arrow buffer (and its records' offsets), not a list of
+                # line objects joined: with wide lines the heap fragmented and RSS grew
+                sink = pa.BufferOutputStream()
+                sink.write(header)
+                ends: list[int] = []
+                last = b""
+                for record in itertools.islice(records, self.chunk_rows):
+                    sink.write(record)
+                    ends.append(sink.tell())
+                    last = record
+                if not ends:
                     return
-                if not lines[-1].endswith(b"\n"):
-                    lines[-1] += b"\n"
+                if not last.endswith(b"\n"):
+                    sink.write(b"\n")
+                    ends[-1] += 1
+                buf = sink.getvalue()
                 bad: list[str] = []
 
                 def on_invalid(row: Any, bad: list[str] = bad) -> str:
@@ -182,16 +196,20 @@ class CsvReader(Reader):
                     return "skip"
 
                 table = pcsv.read_csv(
-                    io.BytesIO(header + b"".join(lines)),
-                    read_options=pcsv.ReadOptions(use_threads=False, block_size=max(1 << 20, sum(map(len, lines)) + len(header) + 1)),
+                    pa.BufferReader(buf),
+                    read_options=pcsv.ReadOptions(use_threads=False, block_size=max(1 << 20, len(buf) + 1)),
                     parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
                     convert_options=convert,
                 )
                 errors: dict[int, str] = {}
-                if bad:
-                    table, errors = self._reinsert(lines, table, bad, len(names))
-                if table.num_rows != len(lines):  # blank lines are skipped by pyarrow
-                    table, errors = self._align(lines, table, errors)
+                if bad or table.num_rows != len(ends):  # blank lines are skipped by pyarrow
+                    starts = [len(header), *ends[:-1]]
+                    lines = [buf.slice(a, b - a).to_pybytes() for a, b in zip(starts, ends, strict=True)]
+                    if bad:
+                        table, errors = self._reinsert(lines, table, bad, len(names))
+                    if table.num_rows != len(lines):
+                        table, errors = self._align(lines, table, errors)
+                del buf, sink
                 yield Chunk(index, index * self.chunk_rows, table, None, None, errors, counter.count)
 
     @staticmethod
@@ -258,13 +276,17 @@ class ParquetReader(Reader):
             have += batch.num_rows
             while have >= self.chunk_rows:
                 table = pa.Table.from_batches(pending)
-                yield Chunk(index, index * self.chunk_rows, table.slice(0, self.chunk_rows))
+                yield Chunk(index, index * self.chunk_rows, _only(table.slice(0, self.chunk_rows), self.only))
                 rest = table.slice(self.chunk_rows)
                 pending = rest.to_batches()
                 have = rest.num_rows
                 index += 1
         if have:
-            yield Chunk(index, index * self.chunk_rows, pa.Table.from_batches(pending))
+            yield Chunk(index, index * self.chunk_rows, _only(pa.Table.from_batches(pending), self.only))
+
+
+def _only(table: pa.Table, names: list[str] | None) -> pa.Table:
+    return table if names is None else table.select([c for c in names if c in table.column_names])
 
 
 # --- writers --------------------------------------------------------------------------

@@ -179,6 +179,19 @@ class Adapter:
             raise ConfigError(f"the result column {self.output_column!r} is also an input column that is kept;"
                               " choose another name with --output-column")
 
+    def needed(self) -> list[str] | None:
+        """The input columns the run uses; None: all of them, or not known yet (before
+        :meth:`setup` without --columns; a JSON API's row is every column). Readers drop
+        the others, so that a wide column nobody asked for (free text next to the
+        features) is not held chunk after chunk."""
+        if self.keep_all:
+            return None
+        if self.explicit:
+            return list(dict.fromkeys([*self.explicit, *(self.keep_opt or ())]))
+        if not self.features or not isinstance(self.spec.input, TensorSpec | TextSpec):
+            return None
+        return list(dict.fromkeys([*self.features, *self.keep]))
+
     # --- rows -> items ---------------------------------------------------------------
 
     def items(self, chunk: Chunk) -> Items:

@@ -42,7 +42,8 @@ class Options:
     api: str | None = None
     input_format: str | None = None
     output_format: str | None = None
-    workers: int = 1
+    workers: int | None = None
+    executor: str = "auto"
     chunk_rows: int = 10_000
     columns: list[str] | None = None
     keep_columns: list[str] | None = None
@@ -65,6 +66,7 @@ class Summary:
     output: str = ""
     errors: str | None = None
     devices: list[str] = field(default_factory=list)
+    executor: str = ""
 
     @property
     def ok(self) -> int:
@@ -106,6 +108,7 @@ def run(opts: Options) -> Summary:
     out_fmt = formats.detect(opts.output, opts.output_format)
     errors_url = opts.errors or opts.output + ".errors.jsonl"
     adapter = Adapter(spec, opts.columns, opts.output_column, opts.keep_columns, opts.keep_all)
+    executor = choose_executor(opts.executor, spec, opts.workers)
 
     info = storage.stat(opts.input)
     state = {
@@ -143,8 +146,9 @@ def run(opts: Options) -> Summary:
 
     try:
         reader = formats.open_reader(opts.input, in_fmt, opts.chunk_rows)
+        reader.only = adapter.needed()
         job = _Job(opts, spec.name, spec.batchable, max_batch, inflight, adapter, reader, parts, out_fmt, done,
-                   str(bundle.path))
+                   str(bundle.path), executor)
         summary = _run_loop(job)
     except BaseException:
         if fresh and not any(n.startswith("done-") for n in parts.list()):
@@ -187,6 +191,27 @@ class _Job:
     out_fmt: str
     done: int
     bento_path: str
+    executor: str
+
+
+EXECUTORS = ("auto", "inprocess", "workers")
+
+
+def choose_executor(requested: str, spec: Any, workers: int | None) -> str:
+    """``inprocess`` or ``workers`` (docs/batch.md, "Executors"). ``auto``: in this process
+    unless several workers were asked for an API whose items are JSON or text: its
+    per-item Python (pydantic validation, the API's own code) holds the GIL, so N
+    processes scale where N threads would not. Tensor APIs spend their time in numpy,
+    onnxruntime or torch, which release the GIL: threads scale and the IPC is saved."""
+    from jubako.manifest import TensorSpec
+
+    if requested not in EXECUTORS:
+        raise ConfigError(f"--executor {requested!r}: use {', '.join(EXECUTORS)}")
+    if requested != "auto":
+        return requested
+    if (workers or 1) > 1 and not isinstance(spec.input, TensorSpec):
+        return "workers"
+    return "inprocess"
 
 
 def _run_loop(job: _Job) -> Summary:
@@ -252,10 +277,16 @@ class _Progress:
 
 
 async def _main(job: _Job) -> Summary:
-    from .workers import WorkerPool
+    summary = Summary(executor=job.executor)
+    pool: Any
+    if job.executor == "inprocess":
+        from .inprocess import InProcessPool
 
-    summary = Summary()
-    pool = WorkerPool(job.bento_path, job.opts.workers, job.inflight)
+        pool = InProcessPool(job.bento_path, job.opts.workers)
+    else:
+        from .workers import WorkerPool
+
+        pool = WorkerPool(job.bento_path, job.opts.workers or 1, job.inflight)
     progress = _Progress(job.opts.progress, job.reader.total_rows, job.reader.total_bytes)
     window: deque[asyncio.Task[Any]] = deque()
     it = job.reader.chunks()
@@ -272,6 +303,7 @@ async def _main(job: _Job) -> Summary:
             next_chunk = asyncio.ensure_future(asyncio.to_thread(next, it, None))  # read ahead
             if first:
                 job.adapter.setup(job.reader.columns, chunk)
+                job.reader.only = job.adapter.needed()
                 first = False
             summary.chunks += 1
             summary.rows += chunk.rows
@@ -306,7 +338,18 @@ async def _score(job: _Job, pool: Any, chunk: formats.Chunk) -> tuple[formats.Ch
         spans = [(s, min(s + size, n)) for s in range(0, n, size)]
     else:
         spans = [(s, s + 1) for s in range(n)]
-    results = await asyncio.gather(*(_batch(job, pool, items, a, b) for a, b in spans))
+    if job.executor == "inprocess":
+        # a few groups of batches per lane: one thread hop per group, lanes kept busy
+        per = max(1, -(-len(spans) // (2 * len(pool.lanes))))
+        groups = [spans[i : i + per] for i in range(0, len(spans), per)]
+
+        async def group(lane: Any, these: list[tuple[int, int]]) -> list[Any]:
+            return [await _batch(job, lane, items, a, b) for a, b in these]
+
+        done = await asyncio.gather(*(pool.run_group(lambda lane, g=g: group(lane, g)) for g in groups))
+        results = [r for rs in done for r in rs]
+    else:
+        results = await asyncio.gather(*(_batch(job, pool, items, a, b) for a, b in spans))
     ok_rows: list[np.ndarray] = []
     tensors: list[np.ndarray] = []
     segments: list[bytes] = []
@@ -389,7 +432,7 @@ def _print_summary(s: Summary, opts: Options) -> None:
     console.print(
         f"jubako run: {s.rows:,} rows ({s.ok:,} ok, {s.failed:,} failed) in {s.seconds:.1f}s,"
         f" {s.rows_per_second:,.0f} rows/s; {s.chunks} chunk(s) of {opts.chunk_rows:,} rows{resumed};"
-        f" {len(s.devices)} worker(s) on {devices}",
+        f" {len(s.devices)} {'in-process instance' if s.executor == 'inprocess' else 'worker'}(s) on {devices}",
         highlight=False,
     )
 

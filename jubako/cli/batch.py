@@ -20,7 +20,8 @@ def run(
     input: Annotated[str, typer.Option("--input", "-i", help="Input file: a path or s3://bucket/key (.jsonl, .csv, .parquet).")],
     output: Annotated[str, typer.Option("--output", "-o", help="Output file: a path or s3://bucket/key (.jsonl, .csv, .parquet).")],
     api: Annotated[str | None, typer.Option("--api", "-a", help="API to call (needed when the bento has several).")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes (each loads the models; GPU when present).")] = 1,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Service instances: worker processes, or threads in this process (each loads the models) [default: workers 1; in-process one per core up to 4 on CPU, 1 on a GPU].")] = None,
+    executor: Annotated[str, typer.Option(help="inprocess (the service loaded in this process), workers (the runtime's worker processes) or auto (see docs/batch.md).")] = "auto",
     chunk_rows: Annotated[int, typer.Option(help="Rows per chunk: the unit of progress that a restarted run keeps.")] = 10_000,
     columns: Annotated[str | None, typer.Option(help="Input columns that make an item, in order (comma-separated); default: see docs/batch.md.")] = None,
     keep_columns: Annotated[str | None, typer.Option(help="Input columns copied to the output ('all' or comma-separated).")] = None,
@@ -45,7 +46,7 @@ def run(
     keep_all = (keep_columns or "").strip() == "all"
     summary = do_run(Options(
         bento=bento_arg(bento), input=input, output=output, api=api, input_format=input_format,
-        output_format=output_format, workers=workers, chunk_rows=chunk_rows, columns=_names(columns),
+        output_format=output_format, workers=workers, executor=executor, chunk_rows=chunk_rows, columns=_names(columns),
         keep_columns=None if keep_all else _names(keep_columns), keep_all=keep_all,
         output_column=output_column, errors=errors, restart=restart, overwrite=overwrite, progress=progress,
     ))

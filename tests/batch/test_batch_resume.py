@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.csv as pcsv
+import pytest
 
 from .conftest import feature_table, features, jubako_cli, read_output, run_cli
 
@@ -25,10 +26,12 @@ def make_input(path: Path) -> None:
     path.write_text("\n".join(text) + "\n")
 
 
-def test_sigkill_and_resume(tmp_path: Path, onnx_bento: str) -> None:
+@pytest.mark.parametrize("executor", ["inprocess", "workers"])
+def test_sigkill_and_resume(tmp_path: Path, onnx_bento: str, executor: str) -> None:
     src = tmp_path / "in.csv"
     make_input(src)
-    args = [onnx_bento, "--input", str(src), "--keep-columns", "id", "--chunk-rows", str(CHUNK)]
+    args = [onnx_bento, "--input", str(src), "--keep-columns", "id", "--chunk-rows", str(CHUNK),
+            "--executor", executor]
     # the reference: one uninterrupted run
     ref = tmp_path / "ref.csv"
     run_cli(*args, "--output", str(ref), check_codes=(2,))

@@ -45,6 +45,13 @@ def test_tensor_api_round_trip(tmp_path: Path, request: pytest.FixtureRequest, r
     summary = run(Options(bento=bento_dir, api="predict", input=str(src), output=str(out), chunk_rows=300,
                           keep_columns=["id"], workers=2, progress=False))
     assert (summary.rows, summary.failed, summary.chunks) == (N, 0, 4)
+    assert summary.executor == "inprocess"  # auto, for a tensor API
+    # the worker processes give the same bytes
+    by_workers = tmp_path / f"workers.{out_fmt}"
+    summary = run(Options(bento=bento_dir, api="predict", input=str(src), output=str(by_workers), chunk_rows=300,
+                          keep_columns=["id"], workers=2, executor="workers", progress=False))
+    assert (summary.rows, summary.failed, summary.executor) == (N, 0, "workers")
+    assert by_workers.read_bytes() == out.read_bytes()
     assert not Path(str(out) + ".parts").exists() and not Path(str(out) + ".errors.jsonl").exists()
     table = read_output(out)
     assert [int(v) for v in table.column("id").to_pylist()] == list(range(N))  # in input order

@@ -1,0 +1,172 @@
+"""The in-process execution path of ``jubako run``: the service loaded in this process.
+
+A cheap model (the example MLP costs microseconds per row) spends more time crossing a
+process boundary than computing, so ``jubako run`` can load the bento here instead of
+starting workers (docs/batch.md, "Executors"). Each of N *lanes* is one service instance
+on its own thread with its own event loop (torch keeps per-thread state; a sync API then
+runs on that thread directly, without a hop per batch). Models that release the GIL
+(onnxruntime, torch, numpy) run on N lanes at once.
+
+A lane runs the runtime worker's own executor (:class:`jubako.runtime.executor.ApiRunner`)
+on each batch, and reads back its RESULT frame: same conversions, same re-runs, same
+messages as the worker path, so both paths give the same bytes. The caller hands a lane a
+whole group of batches at a time (:meth:`InProcessPool.run_group`), so the thread hop is
+paid per group, not per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import numpy as np
+
+from jubako.errors import JubakoError
+from jubako.runtime import wire
+
+T = TypeVar("T")
+
+
+async def _direct(fn: Callable[[Any], Any], arg: Any) -> Any:
+    return fn(arg)  # already on the lane's thread: no hop
+
+
+class Lane:
+    """One service instance on one thread, with the thread's own event loop."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._main, name=f"jubako-lane-{index}", daemon=True)
+        self.runners: dict[str, Any] = {}
+        self.device: str | None = None
+        self.busy = 0
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def submit(self, coro: Awaitable[T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+
+    async def call(self, api: str, sizes: list[int], tensor: np.ndarray | None = None,
+                   segments: list[bytes] | None = None) -> wire.Result:
+        """One batch through the worker's executor, on this lane's thread."""
+        runner = self.runners[api]
+        call = wire.Call(0, api, tuple(sizes), tensor, segments)
+        frame = await runner.run(call, time.perf_counter(), _direct)
+        return wire.decode_result(memoryview(frame)[4:])
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+def default_lanes() -> int:
+    """Service instances when --workers is not given: one per core up to 4 on CPU (each
+    holds its own copy of the models), one on a GPU. Asked after the service is imported,
+    so that torch is looked at only when the bento uses it."""
+    from jubako import devices
+
+    if devices.requested().startswith("cuda"):
+        return 1
+    if "torch" in sys.modules and devices.torch_device().startswith("cuda"):
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class InProcessPool:
+    """N lanes in this process; the same life cycle as :class:`.workers.WorkerPool`."""
+
+    def __init__(self, bento: str, lanes: int | None):
+        if lanes is not None and lanes < 1:
+            raise JubakoError("--workers must be >= 1")
+        self.bento = bento
+        self.want = lanes
+        self.lanes: list[Lane] = []
+        self.src: str | None = None
+        self.changed: asyncio.Condition | None = None
+
+    @property
+    def devices(self) -> list[str]:
+        return [str(lane.device or "cpu") for lane in self.lanes]
+
+    async def start(self) -> None:
+        from jubako.loader import SRC_DIR, load_service, open_bento
+        from jubako.runtime.executor import runners
+        from jubako.runtime.worker import configure_threads
+
+        self.changed = asyncio.Condition()
+        bundle = open_bento(self.bento)
+        self.src = str(bundle.path / SRC_DIR)
+        service = load_service(bundle)  # imports the service's module, and its frameworks
+        self.lanes = [Lane(i) for i in range(self.want or default_lanes())]
+        # the cores are shared between the lanes, as between worker processes
+        if not os.environ.get("JUBAKO_NUM_THREADS"):
+            os.environ["JUBAKO_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.lanes)))
+        # torch only when the service uses it: importing it costs ~200 MiB and seconds
+        device = configure_threads() if "torch" in sys.modules else None
+        for lane in self.lanes:
+            lane.thread.start()
+        # each instance is created on its lane's thread (torch keeps per-thread state)
+        try:
+            instances = await asyncio.gather(*(asyncio.wrap_future(lane.submit(self._create(bundle, service)))
+                                               for lane in self.lanes))
+        except JubakoError:
+            raise
+        except Exception as e:  # the service's __init__ or a model that does not load
+            raise JubakoError(f"the service {bundle.manifest.service} could not start: {type(e).__name__}: {e}") from e
+        if device is None and "torch" in sys.modules:  # imported while loading a model
+            device = configure_threads()
+        for lane, instance in zip(self.lanes, instances, strict=True):
+            lane.runners = runners(service, instance, device)
+            lane.device = device
+
+    @staticmethod
+    async def _create(bundle: Any, service: Any) -> Any:
+        import jubako.models
+
+        with jubako.models.bento_context(bundle.path, bundle.manifest):
+            return service.create()
+
+    async def run_group(self, work: Callable[[Lane], Awaitable[T]]) -> T:
+        """Run ``work(lane)`` on the least busy lane's thread and wait for it."""
+        assert self.changed is not None
+        async with self.changed:
+            lane = min(self.lanes, key=lambda lane: lane.busy)
+            lane.busy += 1
+        try:
+            return await asyncio.wrap_future(lane.submit(work(lane)))
+        finally:
+            async with self.changed:
+                lane.busy -= 1
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._stop_all)
+
+    def _stop_all(self) -> None:
+        for lane in self.lanes:
+            lane.stop()
+        self.lanes = []
+        self._forget()
+
+    def _forget(self) -> None:
+        """Take the bento's src/ off sys.path and forget its modules, so that a later run
+        in this process (a notebook, tests) imports its own bento's ``service`` module,
+        not this one's under the same name."""
+        if self.src is None:
+            return
+        while self.src in sys.path:
+            sys.path.remove(self.src)
+        for name, mod in list(sys.modules.items()):
+            if (getattr(mod, "__file__", None) or "").startswith(self.src + os.sep):
+                del sys.modules[name]
