@@ -14,7 +14,8 @@ from jubako.store import Store
 from .conftest import Server, serve
 from .test_serve import post_all
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
+# the first module of tests/runtime: its first test may pay for building the example store
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
