@@ -22,7 +22,10 @@ from .conftest import Server, wait_for
 
 WEB = Path(__file__).resolve().parents[2] / "examples" / "mlp_web"
 
-pytestmark = pytest.mark.slow  # a proxy and a worker with onnxruntime: several seconds
+CHROMIUM = os.environ.get("JUBAKO_TEST_CHROMIUM", "/usr/bin/chromium")
+
+# a proxy and a worker with onnxruntime (several seconds), and the page in a real Chromium
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def raw(url: str, method: str, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
@@ -34,6 +37,28 @@ def raw(url: str, method: str, path: str, headers: dict[str, str] | None = None)
     resp.body = resp.read()  # type: ignore[attr-defined]
     conn.close()
     return resp
+
+
+def click_predict(url: str) -> None:
+    """What a person does: open the page, fill it at random, press Predict, read 4 rows."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)  # the redirect to /ui/, then the page, its script and style
+            page.click("#random")
+            page.click("#run")
+            page.wait_for_selector("#probabilities li", timeout=15_000)
+            rows = page.locator("#probabilities li").all_text_contents()
+            assert [r.split(":")[0] for r in rows] == ["class 0", "class 1", "class 2", "class 3"]
+            assert page.locator("#error").text_content() == "" and errors == []
+        finally:
+            browser.close()
 
 
 def test_the_example_page_is_served_next_to_its_api(runtime_store: Store, tmp_path: Path) -> None:
@@ -92,6 +117,7 @@ def test_the_example_page_is_served_next_to_its_api(runtime_store: Store, tmp_pa
         assert resp.status == 200 and body.count(b",") == 3
         assert raw(server.url, "GET", "/docs").status == 200
         assert raw(server.url, "GET", "/livez").status == 200
+        click_predict(server.url + "/ui")
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -6,6 +6,7 @@ const FEATURES = 16;
 const form = document.getElementById("features");
 const out = document.getElementById("probabilities");
 const error = document.getElementById("error");
+const inputs = [];  // not form.elements: the Predict button belongs to the form as well
 
 for (let i = 0; i < FEATURES; i++) {
   const input = document.createElement("input");
@@ -15,16 +16,17 @@ for (let i = 0; i < FEATURES; i++) {
   input.name = `x${i}`;
   input.setAttribute("aria-label", `feature ${i}`);
   form.appendChild(input);
+  inputs.push(input);
 }
 
 document.getElementById("random").addEventListener("click", () => {
-  for (const input of form.elements) input.value = (Math.random() * 2 - 1).toFixed(3);
+  for (const input of inputs) input.value = (Math.random() * 2 - 1).toFixed(3);
 });
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   error.textContent = "";
-  const row = Array.from(form.elements, (input) => Number(input.value));
+  const row = inputs.map((input) => Number(input.value));
   try {
     const response = await fetch("../predict", {
       method: "POST",
