@@ -336,6 +336,10 @@ def _flat_for_csv(table: pa.Table) -> pa.Table:
             for i in range(width):
                 cols.append(pa.array(values[:, i], type=t.value_type, mask=~valid))
                 names.append(f"{name}_{i}")
+        elif pa.types.is_struct(t):  # an object result (objects.py): name_field columns
+            for child, values in zip(t, col.combine_chunks().flatten(), strict=True):  # nulls of the row kept
+                cols.append(values)
+                names.append(f"{name}_{child.name}")
         elif pa.types.is_nested(t):
             cols.append(pa.array([None if v is None else orjson.dumps(v).decode() for v in col.to_pylist()],
                                  pa.string()))

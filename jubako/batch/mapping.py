@@ -40,6 +40,7 @@ from jubako.errors import ConfigError, JubakoError
 from jubako.manifest import ApiSpec, BytesSpec, JSONSpec, TensorSpec, TextSpec
 
 from .formats import EMPTY, Chunk
+from .objects import ObjectField, object_fields, struct_column
 
 
 @dataclass
@@ -121,6 +122,15 @@ class Adapter:
             oshape = out.shape[1:] if self.batchable else out.shape
             self.out_item: tuple[int, ...] | None = tuple(oshape) if None not in oshape else None  # type: ignore[arg-type]
         self.json_columns = {self.output_column} if isinstance(out, JSONSpec) else set()
+        self.object_fields: list[ObjectField] | None = None
+
+    def objects_as_columns(self) -> None:
+        """A result that is an object gets a column per field (CSV and Parquet outputs)."""
+        out = self.spec.output
+        if isinstance(out, JSONSpec):
+            self.object_fields = object_fields(out.json_schema, self.batchable)
+            if self.object_fields is not None:
+                self.json_columns = set()
 
     # --- set-up from the first chunk -------------------------------------------------
 
@@ -331,8 +341,9 @@ class Adapter:
     # --- results -> output table -----------------------------------------------------
 
     def output_table(self, chunk: Chunk, rows: np.ndarray, tensor: np.ndarray | None,
-                     segments: list[bytes] | None) -> pa.Table:
-        """The chunk's output rows: kept input columns, then the result column."""
+                     segments: list[bytes] | None, errors: dict[int, str]) -> pa.Table:
+        """The chunk's output rows: kept input columns, then the result column (a result
+        that does not fit its column adds its row to ``errors``)."""
         n = chunk.rows
         ok = np.zeros(n, dtype=bool)
         ok[rows] = True
@@ -340,6 +351,11 @@ class Adapter:
         if isinstance(out, TensorSpec):
             assert tensor is not None or len(rows) == 0
             result = _tensor_column(tensor, rows, n, ok, self.out_item)
+        elif self.object_fields is not None:
+            objects: list[bytes | None] = [None] * n
+            for i, s in zip(rows.tolist(), segments or [], strict=True):
+                objects[i] = s
+            result = struct_column(objects, self.object_fields, chunk.start, errors)
         else:
             values: list[Any] = [None] * n
             if segments is not None:

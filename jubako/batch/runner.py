@@ -31,7 +31,7 @@ from .mapping import Adapter, Items
 
 STATE = "state.json"
 _INDEXED = re.compile(r"^(part|errors|done)-(\d{6,})\.")
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: object results as columns
 
 
 @dataclass
@@ -109,6 +109,8 @@ def run(opts: Options) -> Summary:
     errors_url = opts.errors or opts.output + ".errors.jsonl"
     adapter = Adapter(spec, opts.columns, opts.output_column, opts.keep_columns, opts.keep_all)
     executor = choose_executor(opts.executor, spec, opts.workers)
+    if out_fmt != "jsonl":  # JSON Lines embeds the object as it is
+        adapter.objects_as_columns()
 
     info = storage.stat(opts.input)
     state = {
@@ -362,7 +364,7 @@ async def _score(job: _Job, pool: Any, chunk: formats.Chunk) -> tuple[formats.Ch
             errors[int(rows[a + k])] = msg
     all_ok = np.concatenate(ok_rows) if ok_rows else np.zeros(0, dtype=np.int64)
     tensor = np.concatenate(tensors) if tensors else None
-    table = job.adapter.output_table(chunk, all_ok, tensor, segments if items.segments is not None else None)
+    table = job.adapter.output_table(chunk, all_ok, tensor, segments if items.segments is not None else None, errors)
     return chunk, table, errors
 
 
@@ -404,6 +406,20 @@ async def _batch(job: _Job, pool: Any, items: Items, a: int, b: int) -> tuple[np
     return ok, res.tensor, out_segs, errs
 
 
+_BODY_LOC = re.compile(r"(?:^|(?<=; ))body(?:\[\d+\])?((?:\.[^\s.\[:;]+|\[\d+\])*)(?=: )")
+
+
+def locate(message: str, row: int) -> str:
+    """The executor's validation message for one row, in the file's terms: ``body[0].values:
+    List should...`` (the location in an HTTP request of one item) becomes ``row 7, field
+    values: List should...``."""
+    def repl(m: re.Match[str]) -> str:
+        path = m.group(1).removeprefix(".")
+        return f"row {row}, field {path}" if path else f"row {row}"
+
+    return _BODY_LOC.sub(repl, message)
+
+
 def _json_items(segment: bytes) -> list[bytes]:
     return [orjson.dumps(v) for v in orjson.loads(segment)]
 
@@ -415,7 +431,8 @@ async def _commit(job: _Job, scored: tuple[formats.Chunk, Any, dict[int, str]], 
     ext = formats.EXTENSION[job.out_fmt]
     await asyncio.to_thread(job.parts.put, f"part-{i:06d}.{ext}", data)
     if errors:
-        lines = b"".join(orjson.dumps({"row": chunk.start + k + 1, "error": errors[k]}) + b"\n" for k in sorted(errors))
+        lines = b"".join(orjson.dumps({"row": chunk.start + k + 1, "error": locate(errors[k], chunk.start + k + 1)})
+                         + b"\n" for k in sorted(errors))
         await asyncio.to_thread(job.parts.put, f"errors-{i:06d}.jsonl", lines)
     marker = orjson.dumps({"rows": chunk.rows, "failed": len(errors)})
     await asyncio.to_thread(job.parts.put, f"done-{i:06d}.json", marker)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import orjson
 
+from jubako.batch.runner import locate
+
 from .conftest import read_output, run_cli
 
 
@@ -63,6 +65,15 @@ def test_bad_rows_csv_and_json_api(tmp_path: Path, torch_bento: str) -> None:
     run_cli(torch_bento, "--api", "classify", "--input", str(src), "--output", str(out), check_codes=(2,))
     errors = [orjson.loads(line) for line in (tmp_path / "labels.jsonl.errors.jsonl").read_text().splitlines()]
     assert [e["row"] for e in errors] == [7]
-    assert "should have at least 16 items" in errors[0]["error"]
+    assert errors[0]["error"].startswith("row 7, field values: List should have at least 16 items")
     results = [orjson.loads(line)["classify"] for line in out.read_text().splitlines()]
     assert results[6] is None and all(isinstance(r["label"], int) for i, r in enumerate(results) if i != 6)
+
+
+def test_locate_names_row_and_field() -> None:
+    assert locate("body[0].values[3]: Input should be a valid number; body[0].x: Field required", 9) == (
+        "row 9, field values[3]: Input should be a valid number; row 9, field x: Field required")
+    assert locate("body[0]: Input should be a valid dictionary", 2) == "row 2: Input should be a valid dictionary"
+    assert locate("body: not valid JSON: line 1", 4) == "row 4: not valid JSON: line 1"
+    # the API's own messages are left as they are
+    assert locate("API 'classify': ValueError: somebody.x: no", 2) == "API 'classify': ValueError: somebody.x: no"
