@@ -248,12 +248,23 @@ class _Progress:
             )
 
             self.bar = Progress(
-                TextColumn("[bold]scoring"), BarColumn(), TextColumn("{task.fields[rows]:>12,} rows"),
+                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[rows]:>12,} rows"),
                 TextColumn("{task.fields[rate]:>10,.0f} rows/s"), TextColumn("ETA"), TimeRemainingColumn(),
                 TimeElapsedColumn(), console=self.console, transient=False,
             )
             self.task = self.bar.add_task("scoring", total=total_rows or total_bytes, rows=0, rate=0.0)
             self.bar.start()
+
+    def starting(self, what: str) -> None:
+        """Say what is starting (workers loading a model can take minutes)."""
+        if self.bar is not None:
+            self.bar.update(self.task, description=what)
+        elif self.enabled:
+            self.console.print(f"jubako run: {what}...", highlight=False)
+
+    def scoring(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description="scoring")
 
     def update(self, rows: int, new: bool, bytes_read: int) -> None:
         self.rows += rows
@@ -294,7 +305,12 @@ async def _main(job: _Job) -> Summary:
     it = job.reader.chunks()
     first = True
     try:
+        if job.executor == "inprocess":
+            progress.starting("loading the service in this process")
+        else:
+            progress.starting(f"starting {len(pool.workers)} worker(s)")
         await pool.start()
+        progress.scoring()
         summary.devices = pool.devices
         t0 = progress.start = time.perf_counter()  # rows/s from the first batch on
         next_chunk = asyncio.ensure_future(asyncio.to_thread(next, it, None))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import signal
+import sys
 from typing import Annotated
 
 import typer
@@ -44,16 +47,48 @@ def run(
     from jubako.runtime.serve import bento_arg
 
     keep_all = (keep_columns or "").strip() == "all"
-    summary = do_run(Options(
-        bento=bento_arg(bento), input=input, output=output, api=api, input_format=input_format,
-        output_format=output_format, workers=workers, executor=executor, chunk_rows=chunk_rows, columns=_names(columns),
-        keep_columns=None if keep_all else _names(keep_columns), keep_all=keep_all,
-        output_column=output_column, errors=errors, restart=restart, overwrite=overwrite, progress=progress,
-    ))
+    stopped: list[int] = []
+
+    def on_term(signum: int, frame: object) -> None:
+        # SIGTERM (kubectl delete, a pod evicted) takes Ctrl-C's path: asyncio cancels
+        # the run, the workers stop, the committed chunks stay
+        stopped.append(signum)
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        summary = do_run(Options(
+            bento=bento_arg(bento), input=input, output=output, api=api, input_format=input_format,
+            output_format=output_format, workers=workers, executor=executor, chunk_rows=chunk_rows,
+            columns=_names(columns), keep_columns=None if keep_all else _names(keep_columns), keep_all=keep_all,
+            output_column=output_column, errors=errors, restart=restart, overwrite=overwrite, progress=progress,
+        ))
+    except KeyboardInterrupt:
+        typer.echo(interrupted_message(output), err=True)
+        raise typer.Exit(128 + (stopped[0] if stopped else signal.SIGINT)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     typer.echo(f"output: {summary.output}", err=True)
     if summary.failed:
         typer.echo(f"errors: {summary.errors} ({summary.failed:,} row(s) failed)", err=True)
         raise typer.Exit(EXIT_ROWS_FAILED)
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command that continues this run: the same arguments, without --restart (which
+    would discard what was done)."""
+    return shlex.join(["jubako", *(a for a in argv if a != "--restart")])
+
+
+def interrupted_message(output: str) -> str:
+    from jubako.batch import storage
+
+    try:
+        done = sum(1 for n in storage.Parts(output).list() if n.startswith("done-"))
+    except Exception:  # the message must not fail; the count is a courtesy
+        done = -1
+    kept = f"{done} finished chunk(s) are kept in {output}.parts; " if done > 0 else ""
+    return f"jubako run: interrupted; {kept}run the same command to continue:\n  {resume_command(sys.argv[1:])}"
 
 
 def register(app: typer.Typer) -> None:
