@@ -15,8 +15,9 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
-from .kube import CHILD_KINDS, Kube, KubeError
-from .render import DEPLOYMENT_LABEL, MANAGED_BY, Manifest, Owner
+from .children import Children
+from .kube import Kube, KubeError
+from .render import Manifest, Owner
 
 log = logging.getLogger(__name__)
 
@@ -131,21 +132,11 @@ def previous_of(live: Manifest) -> Any:
         return None
 
 
-def list_children(kube: Kube, owner: Owner) -> dict[tuple[str, str], Manifest]:
-    labels = {DEPLOYMENT_LABEL: owner.name, "app.kubernetes.io/managed-by": MANAGED_BY}
-    found: dict[tuple[str, str], Manifest] = {}
-    for api_version, kind in CHILD_KINDS:
-        for obj in kube.list(api_version, kind, owner.namespace, labels):
-            if owned_by(obj, owner):
-                obj.setdefault("kind", kind)
-                obj.setdefault("apiVersion", api_version)
-                found[_key(obj)] = obj
-    return found
-
-
-def apply(kube: Kube, owner: Owner, children: list[Manifest]) -> Result:
+def apply(kube: Kube, owner: Owner, children: list[Manifest], view: Children) -> Result:
+    """Make the live children (as `view` holds them) match `children`; the view learns the
+    server's answer to every write, so the next pass needs no read."""
     result = Result()
-    live = list_children(kube, owner)
+    live = view.of(owner)
     wanted = {_key(c) for c in children}
     for child in children:
         desired = record(child)
@@ -153,7 +144,7 @@ def apply(kube: Kube, owner: Owner, children: list[Manifest]) -> Result:
         name = "/".join(key)
         current = live.get(key)
         if current is None:
-            current = _create(kube, owner, desired)
+            current = _create(kube, owner, desired, view)
             if current is None:
                 result.created.append(name)
                 result.live[key] = desired
@@ -162,17 +153,20 @@ def apply(kube: Kube, owner: Owner, children: list[Manifest]) -> Result:
             meta = desired["metadata"]
             patch = child_patch(previous_of(current), desired)
             try:
-                result.live[key] = kube.patch(
+                patched = kube.patch(
                     desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"], patch
                 )
             except KubeError as exc:
                 raise ApplyError(f"cannot update {name}: {exc.message}") from None
+            result.live[key] = patched
+            view.remember(_typed(patched, desired))
             result.patched.append(name)
         else:
             result.live[key] = current
     for key, obj in live.items():
         if key not in wanted:
             kube.delete(obj["apiVersion"], obj["kind"], owner.namespace, key[1])
+            view.forget(owner, key)
             result.deleted.append("/".join(key))
     if result.writes:
         log.info("%s/%s: created %s, patched %s, deleted %s", owner.namespace, owner.name,
@@ -180,17 +174,25 @@ def apply(kube: Kube, owner: Owner, children: list[Manifest]) -> Result:
     return result
 
 
-def _create(kube: Kube, owner: Owner, desired: Manifest) -> Manifest | None:
+def _typed(answer: Manifest, desired: Manifest) -> Manifest:
+    answer.setdefault("kind", desired["kind"])
+    answer.setdefault("apiVersion", desired["apiVersion"])
+    return answer
+
+
+def _create(kube: Kube, owner: Owner, desired: Manifest, view: Children) -> Manifest | None:
     """Create; on a name clash return the existing object if it is ours (to patch), else fail."""
     meta = desired["metadata"]
     name = f"{desired['kind']}/{meta['name']}"
     try:
-        kube.create(desired)
+        view.remember(_typed(kube.create(desired), desired))
         return None
     except KubeError as exc:
         if exc.status != 409:
             raise ApplyError(f"cannot create {name}: {exc.message}") from None
     existing = kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+    if existing is not None:
+        view.remember(_typed(existing, desired))
     if existing is None or not owned_by(existing, owner):
         raise ApplyError(
             f"{name} already exists and is not owned by BentoDeployment {owner.name};"

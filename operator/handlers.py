@@ -1,10 +1,12 @@
 """kopf glue: decides *when* to reconcile; reconcile.py decides *what* to do.
 
-Triggers: any event of a BentoDeployment, any event of a Deployment or Service it owns (a
-child deleted behind our back comes straight back), and a resync timer (level-based: pod
-trouble and drift are noticed even without events). None of them uses kopf's per-change
-handler state, so a no-op pass writes nothing. A delete handler (hence a finalizer) clears
-the registry's usage record. Handlers are sync: kopf runs them in worker threads.
+Triggers: any event of a BentoDeployment; an event of any child (Deployment, Service, HPA,
+PDB, Ingress) or pod it owns that brings news to the children view (a child deleted or
+edited behind our back comes straight back; the echo of our own write triggers nothing);
+and a resync timer (level-based: drift is noticed even without events). Passes for one
+object are coalesced (reconcile.request_pass). None of them uses kopf's per-change handler
+state, so a no-op pass writes nothing. A delete handler (hence a finalizer) clears the
+registry's usage record. Handlers are sync: kopf runs them in worker threads.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 import kopf
 
-from .reconcile import Context, forget, reconcile
-from .render import MANAGED_BY
+from .kube import CHILD_KINDS, PLURALS, KubeError
+from .reconcile import Context, forget, request_pass, warm_up
+from .render import DEPLOYMENT_LABEL, MANAGED_BY
 from .spec import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,13 @@ def _owner_name(body: Any) -> str | None:
         if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/"):
             return ref.get("name")
     return None
+
+
+def _caught_up(body: Any) -> bool:
+    status = body.get("status")
+    generation = body.get("metadata", {}).get("generation")
+    return isinstance(status, Mapping) and generation is not None and (
+        status.get("observedGeneration") == generation)
 
 
 def build_registry(ctx: Context) -> kopf.OperatorRegistry:
@@ -47,23 +57,44 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.execution.max_workers = 8
 
+    @kopf.on.startup(registry=registry)
+    def fill_children_view(**_: Any) -> None:
+        try:
+            warm_up(ctx)
+        except KubeError as exc:
+            raise kopf.TemporaryError(f"cannot list children: {exc}", delay=5) from None
+
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def bento_deployment_changed(type: str, name: str, namespace: str, **_: Any) -> None:
-        if type != "DELETED":
-            reconcile(ctx, namespace, name)
+    def bento_deployment_changed(type: str, name: str, namespace: str, body: Any, **_: Any) -> None:
+        if type == "DELETED" or (type == "MODIFIED" and _caught_up(body)):
+            # A change to status or metadata only (our status write, kopf's finalizer, the
+            # pin annotation) needs no pass; spec changes bump the generation.
+            return
+        request_pass(ctx, namespace, name)
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.resync_interval_s, registry=registry)
     def resync(name: str, namespace: str, **_: Any) -> None:
-        reconcile(ctx, namespace, name)
+        request_pass(ctx, namespace, name)
 
-    def child_changed(body: Any, namespace: str, **_: Any) -> None:
-        owner = _owner_name(body)
-        if owner:
-            reconcile(ctx, namespace, owner)
+    def watch_child(api_version: str, kind: str) -> None:
+        def child_changed(type: str | None, body: Any, namespace: str, **_: Any) -> None:
+            # The echo of the operator's own write changes nothing: no pass for it.
+            owner = _owner_name(body)
+            if ctx.children.observe(type, body, kind, api_version) and owner:
+                request_pass(ctx, namespace, owner)
 
-    for group, version, plural in (("apps", "v1", "deployments"), ("", "v1", "services")):
-        kopf.on.event(group, version, plural, labels=CHILD_LABELS, registry=registry,
-                      id=f"child-{plural}")(child_changed)
+        group, _, version = api_version.rpartition("/")
+        kopf.on.event(group, version, PLURALS[(api_version, kind)], labels=CHILD_LABELS,
+                      registry=registry, id=f"child-{kind.lower()}")(child_changed)
+
+    for api_version, kind in CHILD_KINDS:
+        watch_child(api_version, kind)
+
+    @kopf.on.event("", "v1", "pods", labels={DEPLOYMENT_LABEL: kopf.PRESENT}, registry=registry)
+    def pod_changed(type: str | None, body: Any, namespace: str, **_: Any) -> None:
+        owner = ctx.children.observe_pod(type, body)
+        if owner:  # pods explain status (no GPU node, image pull failures)
+            request_pass(ctx, namespace, owner)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, backoff=2)
     def deleted(name: str, namespace: str, body: Any, retry: int, **_: Any) -> None:

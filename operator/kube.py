@@ -44,9 +44,10 @@ class KubeError(Exception):
         self.message = message
 
 
-def _path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+def _path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    path = f"{prefix}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    scope = f"{prefix}/namespaces/{namespace}" if namespace is not None else prefix
+    path = f"{scope}/{PLURALS[(api_version, kind)]}"
     return f"{path}/{name}" if name else path
 
 
@@ -117,6 +118,14 @@ class Kube:
             item for item in body.get("items", [])
             if all(item.get("metadata", {}).get("labels", {}).get(k) == v for k, v in labels.items())
         ]
+
+    def list_selected(
+        self, api_version: str, kind: str, namespace: str | None, selector: str
+    ) -> list[dict[str, Any]]:
+        """Every object matching a label selector (e.g. `key` for "has the label"), in one
+        namespace or, with None, in all of them."""
+        body = self._call("GET", _path(api_version, kind, namespace), query=[("labelSelector", selector)])
+        return list(body.get("items", []))
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         meta = manifest["metadata"]

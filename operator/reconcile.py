@@ -19,12 +19,21 @@ from typing import Any
 from jubako.tags import Tag
 
 from . import status as status_mod
-from .apply import ApplyError, apply, list_children, merge_patch
+from .apply import ApplyError, apply, merge_patch
+from .children import Children
 from .config import OperatorSettings
-from .kube import Kube, KubeError
+from .kube import CHILD_KINDS, Kube, KubeError
 from .metrics import Metrics
 from .registry import RegistryClient, ResolveError
-from .render import DEPLOYMENT_LABEL, Owner, proxy_name, render, service_url, worker_name
+from .render import (
+    DEPLOYMENT_LABEL,
+    MANAGED_BY,
+    Owner,
+    proxy_name,
+    render,
+    service_url,
+    worker_name,
+)
 from .spec import GROUP, KIND, VERSION, BentoDeploymentSpec, SpecError, parse_spec
 from .status import Observed, Problem
 
@@ -53,6 +62,11 @@ class Context:
     # Last usage report sent per object, so an unchanged deployment is not re-reported.
     _reported: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
+    # What exists, fed by watches: a pass reads its children here, never with a LIST.
+    children: Children = field(default_factory=Children)
+    # Coalescing: objects with a pass running, and those to pass again when it ends.
+    _running: set[tuple[str, str]] = field(default_factory=set)
+    _again: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.kube.on_request = self.metrics.api_request
@@ -72,6 +86,45 @@ class Context:
     def close(self) -> None:
         for client in self._registries.values():
             client.close()
+
+
+def warm_up(ctx: Context) -> None:
+    """Fill the children view once, before kopf's handlers run (one LIST per kind)."""
+    scopes: list[str | None] = list(ctx.settings.namespaces) or [None]
+    for namespace in scopes:
+        for api_version, kind in CHILD_KINDS:
+            objects = ctx.kube.list_selected(
+                api_version, kind, namespace, f"app.kubernetes.io/managed-by={MANAGED_BY}")
+            ctx.children.load(objects, kind, api_version)
+        ctx.children.load(ctx.kube.list_selected("v1", "Pod", namespace, DEPLOYMENT_LABEL), "Pod", "v1")
+
+
+def request_pass(ctx: Context, namespace: str, name: str) -> None:
+    """Reconcile now, or, if a pass for this object is running, once more after it.
+
+    Events come in bursts (a pass's own writes, a rollout's status updates): callers that
+    find a pass running return at once instead of queueing behind it, and the running pass
+    repeats once for all of them.
+    """
+    key = (namespace, name)
+    with ctx._guard:
+        if key in ctx._running:
+            ctx._again.add(key)
+            return
+        ctx._running.add(key)
+    try:
+        while True:
+            reconcile(ctx, namespace, name)
+            with ctx._guard:
+                if key not in ctx._again:
+                    ctx._running.discard(key)
+                    return
+                ctx._again.discard(key)
+    except BaseException:
+        with ctx._guard:
+            ctx._running.discard(key)
+            ctx._again.discard(key)
+        raise
 
 
 def reconcile(ctx: Context, namespace: str, name: str) -> None:
@@ -108,13 +161,13 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
         if observed.resolved and not observed.spec_problem:
             children = render(owner, spec, Tag.parse(observed.resolved), ctx.settings)
             try:
-                result = apply(ctx.kube, owner, children)
+                result = apply(ctx.kube, owner, children, ctx.children)
                 live = result.live
                 ctx.metrics.count_writes(result.created, result.patched, result.deleted)
             except ApplyError as exc:
                 observed.spec_problem = Problem("ApplyFailed", str(exc))
     if live is None:  # nothing applied this time: report on whatever is there
-        live = list_children(ctx.kube, owner)
+        live = ctx.children.of(owner)
     _observe_children(ctx, owner, spec, live, observed)
     new_status = status_mod.compute(observed, old_status, now())
     _write_status(ctx, body, old_status, new_status)
@@ -196,8 +249,7 @@ def _observe_children(
     if not any(observed.deployments.values()):
         observed.deployments = {}
         return
-    pods = ctx.kube.list("v1", "Pod", owner.namespace, {DEPLOYMENT_LABEL: owner.name})
-    observed.pods = [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
+    observed.pods = ctx.children.pods(owner.namespace, owner.name)
 
 
 def _write_status(

@@ -49,8 +49,8 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
 class Cluster:
     """The emulator served over HTTP from its own thread and event loop."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.emulator = Emulator()
+    def __init__(self, tmp: Path, trim_log: bool = False) -> None:
+        self.emulator = Emulator(trim_log=trim_log)
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,6 +86,15 @@ class Cluster:
 
     def requests(self) -> list[Any]:
         return list(self.emulator._requests)
+
+    def objects(self, plural: str) -> list[dict[str, Any]]:
+        """Live objects of a resource, read from the emulator's memory (no API request, so
+        nothing a test reads shows up in the request counters)."""
+        async def read() -> list[dict[str, Any]]:
+            return [dict(obj.raw) for key, obj in self.emulator._objects.items()
+                    if key[0].plural == plural and not obj.deleted]
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(read(), self._loop).result(10)
 
     def writes(self, since: int = 0, path: str = "") -> list[str]:
         """Write requests (method and path) received from request number `since` on."""
@@ -218,8 +227,8 @@ class Operator:
         self._thread.start()
         wait_for("the operator to start", lambda: ready.is_set() or self.errors)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> None:
         self._stop.set()
-        self._thread.join(30)
+        self._thread.join(timeout)
         assert not self._thread.is_alive(), "the operator did not stop"
         assert not self.errors, self.errors

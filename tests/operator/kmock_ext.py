@@ -9,7 +9,10 @@ layer adds, and nothing more:
 - CRDs posted to it become served resources; the built-in kinds the operator uses are
   declared up front;
 - 422 instead of 500 for a failed JSON-patch `test` operation;
-- `/api/v1/namespaces[/name]` parsed as the namespaces resource, not as a namespace.
+- `/api/v1/namespaces[/name]` parsed as the namespaces resource, not as a namespace;
+- request counters by (action, resource plural), and optionally no request log: KMock scans
+  its whole log on every request, so with hundreds of objects the emulator slows down
+  quadratically and becomes what a scale test measures (`trim_log=True`).
 It knows nothing about the operator; the operator must not rely on any of this.
 """
 
@@ -72,6 +75,9 @@ class _StampingBus(aiobus.Bus[Any]):
 class Emulator(kmock.KubernetesEmulator):
     _revision: int = attrs.field(default=0, init=False)
     _spec_seen: dict[str, str] = attrs.field(factory=dict, init=False)  # uid -> spec as JSON
+    trim_log: bool = False
+    # (action, plural) -> requests served, e.g. ("list", "deployments"); kept when trimming.
+    counts: collections.Counter[tuple[str, str]] = attrs.field(factory=collections.Counter, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -105,6 +111,11 @@ class Emulator(kmock.KubernetesEmulator):
             self._spec_seen[meta.get("uid", "")] = spec
 
     async def _handle(self, request: kmock.Request) -> Any:
+        action = getattr(request.action, "value", None) or str(request.action)
+        plural = request.resource.plural if request.resource is not None else request.url.path
+        self.counts[(str(action).lower(), plural)] += 1
+        if self.trim_log:  # keep only this request (KMock matches it against its log)
+            del self._requests[:-1]
         if request.resource == CRDS and request.action == kmock.action.CREATE:
             self._serve_crd(request.data)
         try:

@@ -77,6 +77,8 @@ def test_examples_cover_both_example_bentos():
         {"registry": {"url": "ftp://registry"}},
         {"ingress": {"className": "nginx"}},
         {"batching": {"predict": {"maxBatchSize": 0}}},
+        {"ingress": {"host": "a.example.com", "path": "/a b"}},
+        {"ingress": {"host": "a.example.com", "path": "v1"}},
     ],
 )
 def test_schema_refuses_invalid_specs(spec):
@@ -129,6 +131,8 @@ def test_rbac_covers_every_kind_the_operator_writes():
                for g in rule["apiGroups"] for r in rule["resources"]}
     for api_version, kind in CHILD_KINDS:
         group = api_version.rpartition("/")[0]
-        assert {"get", "list", "create", "patch", "delete"} <= allowed[(group, PLURALS[(api_version, kind)])]
+        # watch too: the operator's view of its children is fed by watches
+        assert {"get", "list", "watch", "create", "patch", "delete"} <= allowed[(group, PLURALS[(api_version, kind)])]
+    assert {"list", "watch"} <= allowed[("", "pods")]
     assert "patch" in allowed[("serving.jubako.dev", "bentodeployments/status")]
     assert "*" not in {v for verbs in allowed.values() for v in verbs}

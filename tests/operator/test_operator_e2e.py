@@ -307,3 +307,18 @@ def test_rollout_strategy_follows_the_spec_and_defaults_for_gpu_groups(cluster, 
                    ["spec"]["strategy"]["type"] == "Recreate" and d)
     assert cpu["spec"]["strategy"] == {"type": "Recreate"}
     assert cpu["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 5
+
+
+@pytest.mark.parametrize(("api_version", "kind", "name"), CHILDREN[4:])
+def test_hpa_and_pdb_deleted_behind_the_operators_back_come_back_without_a_resync(
+        cluster, settings, api_version, kind, name):
+    # A resync far away: only the watch on these kinds can bring them back in time.
+    op = Operator(cluster, settings.model_copy(update={"resync_interval_s": 600.0}))
+    try:
+        _create(cluster)
+        old = _get(cluster, api_version, kind, name)
+        cluster.kube.delete(api_version, kind, NS, name)
+        new = wait_for(f"{kind} back", lambda: _get(cluster, api_version, kind, name), timeout=30)
+        assert new["metadata"]["uid"] != old["metadata"]["uid"]
+    finally:
+        op.stop()
