@@ -113,6 +113,7 @@ class Engine:
             _terminate(self._proc.pid)
             self._proc.wait(timeout=5)
             self._proc = None
+        _unmount_under(self.root)
         if self._lock is not None:
             self._lock.close()  # releases the flock
             self._lock = None
@@ -146,6 +147,20 @@ def _terminate(pid: int, timeout_s: float = 60.0) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _unmount_under(root: Path) -> None:
+    """dockerd can leave its network namespace file (exec/netns/default) mounted after it
+    stops; such a mount keeps the folder from being deleted. Only mounts under `root`."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return
+    prefix = f"{root.resolve()}/"
+    for line in mounts:
+        point = line.split()[1].replace("\\040", " ")
+        if point.startswith(prefix):
+            subprocess.run(["umount", point], capture_output=True, timeout=30)
 
 
 def main() -> int:

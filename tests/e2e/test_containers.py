@@ -291,11 +291,13 @@ def pod_runner(dockerd: Docker) -> Iterator[Callable[[dict[str, str], list[str]]
         dockerd.remove(*runner.started)
 
 
-def rendered_pods(tag: str, registry: Registry, runtime_image: str, tmp: Path) -> tuple[list[Pod], list[str], str]:
+def rendered_pods(tag: str, registry: Registry | None, runtime_image: str, tmp: Path,
+                  image: str | None = None) -> tuple[list[Pod], list[str], str]:
     """The operator's pods for a one-worker BentoDeployment of `tag` (worker first), the Service
     hosts the proxy dials, and the Secret the pods read the registry token from."""
-    settings = OperatorSettings(registry_url=registry.url, runtime_image=runtime_image, standalone=True, priority=1)
-    spec = parse_spec("e2e", {"bento": tag, "workers": [{"name": "cpu"}]})
+    settings = OperatorSettings(registry_url=registry.url if registry else "http://127.0.0.1:1",
+                                runtime_image=runtime_image, standalone=True, priority=1)
+    spec = parse_spec("e2e", {"bento": tag, "workers": [{"name": "cpu"}], **({"image": image} if image else {})})
     children = render(Owner("e2e", "default", "uid-e2e"), spec, Tag.parse(tag), settings)
     deployments = [c for c in children if c["kind"] == "Deployment"]
     pods = sorted((make_pod(d["metadata"]["name"], d["spec"]["template"]["spec"], tmp) for d in deployments),
@@ -369,8 +371,11 @@ def test_rendered_pods_serve_a_pushed_bento_from_the_runtime_image(
 
 
 def test_containerized_bento_serves_with_its_requirements(
-    dockerd: Docker, built_images: dict[str, str], slugger: tuple[Path, str],
+    dockerd: Docker, built_images: dict[str, str], slugger: tuple[Path, str], tmp_path: Path,
+    pod_runner: Callable[[dict[str, str], list[str]], PodRunner], pod_ports: None,
 ) -> None:
+    """`docker run` of the image serves; so do the pods the operator renders with spec.image
+    (no pull, no install: no registry and no index needed)."""
     home, tag = slugger
     env = {**dockerd.env, "JUBAKO_HOME": str(home)}
     name, version = tag.split(":")
@@ -385,12 +390,23 @@ def test_containerized_bento_serves_with_its_requirements(
 
     port = free_port()
     container = f"e2e-containerized-{port}"
+    runner: PodRunner | None = None
     try:
         dockerd("run", "-d", "--name", container, "--network", "host", *CHART_SECURITY, "--tmpfs", "/tmp",
                 image, "serve", "/bento", "--host", "127.0.0.1", "--port", str(port))
         wait_for("the containerized bento", lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200,
                  300, running(dockerd, container))
         check_slugger(port)
+        dockerd.remove(container)
+
+        pods, hosts, _ = rendered_pods(tag, None, built_images["runtime"], tmp_path, image=image)
+        assert not any(p.spec.get("initContainers") for p in pods)
+        runner = pod_runner({}, hosts)
+        for pod in pods:
+            runner.run(pod)
+        check_slugger()
     finally:
         dockerd.remove(container)
+        if runner is not None:  # before the image goes
+            dockerd.remove(*runner.started)
         dockerd("image", "rm", "--force", image, check=False)

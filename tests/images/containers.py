@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
 BASE_IMAGE = "jubako/base:bookworm"
 TAG = "test"
 ROLES = ("runtime", "registry", "operator")
@@ -110,6 +111,10 @@ def built_images(dockerd: Docker) -> dict[str, str]:
         _timed(dockerd, f"{role} image", ["docker", "build", "--network", "host", "-f", f"images/{role}/Dockerfile",
                                           *args, "-t", ref, "."], 1800)
         refs[role] = ref
+    # What a build cost, for docs/install.md: seconds per step and image sizes (MB).
+    sizes = {role: round(dockerd.inspect(ref)["Size"] / 1e6) for role, ref in refs.items()}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "images.json").write_text(json.dumps({"seconds": dockerd.timings, "mb": sizes}, indent=1))
     # Images that later builds replaced (untagged, ~1.5 GB per rebuild of the runtime image) are
     # pruned once they pile up: a prune deletes tens of thousands of files and takes minutes here.
     dangling = dockerd("images", "--filter", "dangling=true", "--quiet").stdout.split()
