@@ -45,7 +45,7 @@ from .db.models import (
 )
 from .errors import BadRequest, Conflict, Gone
 from .orphans import remove_orphans
-from .storage.base import DigestMismatch, Storage
+from .storage.base import DigestMismatch, PartsMissing, Storage, UploadGone
 
 log = logging.getLogger("jubako.registry")
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -640,6 +640,16 @@ def complete_blob(
     db.commit()
     try:
         storage.complete(key, multipart, size, digest, parts)
+    except PartsMissing as e:
+        # Another pusher of the same version may still be sending them: keep the upload.
+        if db.get(Blob, digest) is None:
+            raise Conflict(
+                f"blob {digest}: {e}; send them, then complete again", retry=True
+            ) from None
+    except UploadGone as e:
+        if db.get(Blob, digest) is None:
+            _restart_blob(db, storage, bu_id, key, multipart)
+            raise Conflict(f"blob {digest}: {e}; send it again", retry=True) from None
     except DigestMismatch as e:
         row = db.execute(
             select(BlobUpload.done, BlobUpload.multipart_id).where(BlobUpload.id == bu_id)
@@ -669,6 +679,18 @@ def complete_blob(
         .values(done=True)
         .execution_options(synchronize_session=False)
     )
+
+
+def _restart_blob(db: Session, storage: Storage, bu_id: int, key: str, multipart: str) -> None:
+    """A new multipart upload for a blob upload whose old one is gone (unless a concurrent
+    request replaced it already)."""
+    db.execute(
+        update(BlobUpload)
+        .where(BlobUpload.id == bu_id, BlobUpload.multipart_id == multipart)
+        .values(multipart_id=storage.begin(key))
+        .execution_options(synchronize_session=False)
+    )
+    db.commit()
 
 
 def complete_version(

@@ -27,9 +27,9 @@ from .registry import ConflictError, RegistryClient, RegistryError, RegistryNotF
 
 log = logging.getLogger("jubako.push")
 RETRIES = 3  # of one part
-ATTEMPTS = 6  # of a whole push (push_bundle)
+RETRY_FOR_S = 90.0  # how long push_bundle keeps starting a push over
 BACKOFF_S = 0.5
-MAX_BACKOFF_S = 8.0
+MAX_BACKOFF_S = 5.0
 
 
 @dataclass
@@ -98,22 +98,22 @@ def push_bundle(
     parallel: int = 4,
     progress: Progress | None = None,
 ) -> Pushed:
-    """Push one bundle. Starts over (at most ATTEMPTS times, with growing random pauses)
+    """Push one bundle. Starts over (for up to RETRY_FOR_S, with growing random pauses)
     when the push cannot finish as begun but can from the start: another client pushing the
     same version got there first or finished it, blobs were collected meanwhile, the
     session vanished, or the registry restarted. Parts already received are not resent."""
     progress = progress or Progress(enabled=False)
     delay = BACKOFF_S
-    for attempt in range(ATTEMPTS):
+    deadline = time.monotonic() + RETRY_FOR_S
+    while True:
         try:
             return _push_once(client, kind, bundle, force, labels, parallel, progress)
         except RegistryError as e:
-            if attempt == ATTEMPTS - 1 or not _worth_retrying(e):
+            if time.monotonic() > deadline or not _worth_retrying(e):
                 raise
             log.info("push of %s %s: %s; starting over", kind, bundle.manifest.tag, e)
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, MAX_BACKOFF_S)
-    raise AssertionError("unreachable")
 
 
 def _worth_retrying(e: RegistryError) -> bool:

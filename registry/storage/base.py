@@ -27,6 +27,15 @@ class DigestMismatch(StorageError):
     pass
 
 
+class PartsMissing(StorageError):
+    """Completion before every part arrived: nothing is dropped, send them and retry."""
+
+
+class UploadGone(StorageError):
+    """The multipart upload no longer exists and no verified blob is at its key (a crash
+    after it was completed, before the blob was verified): the blob must start over."""
+
+
 @dataclass(frozen=True)
 class Stored:
     """An object in storage, for finding orphans."""
@@ -95,9 +104,13 @@ class Storage(abc.ABC):
     def parts(self, key: str, upload: str) -> dict[int, Part]:
         """Parts received so far."""
 
-    def parts_many(self, uploads: list[tuple[str, str]]) -> list[dict[int, Part]]:
-        """``parts`` for each (key, upload)."""
-        return [self.parts(k, u) for k, u in uploads]
+    def upload_parts(self, key: str, upload: str) -> dict[int, Part] | None:
+        """``parts``, or None when the upload no longer exists (completed or aborted)."""
+        return self.parts(key, upload)
+
+    def parts_many(self, uploads: list[tuple[str, str]]) -> list[dict[int, Part] | None]:
+        """``upload_parts`` for each (key, upload)."""
+        return [self.upload_parts(k, u) for k, u in uploads]
 
     def presign_part(self, key: str, upload: str, number: int, expiry: int) -> str | None:
         return None

@@ -12,7 +12,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .base import CHUNK, DigestMismatch, Part, Storage, StorageError, Stored, Unfinished
+from .base import (
+    CHUNK,
+    DigestMismatch,
+    Part,
+    PartsMissing,
+    Storage,
+    StorageError,
+    Stored,
+    Unfinished,
+    UploadGone,
+)
 
 
 def _mtime(path: Path) -> datetime:
@@ -87,6 +97,9 @@ class LocalStorage(Storage):
             raise StorageError(f"upload {upload} is gone")
         os.replace(path, d / f"{number:05d}")  # same file system: the spool is under root
 
+    def upload_parts(self, key: str, upload: str) -> dict[int, Part] | None:
+        return self.parts(key, upload) if self._updir(upload).is_dir() else None
+
     def parts(self, key: str, upload: str) -> dict[int, Part]:
         d = self._updir(upload)
         out = {}
@@ -110,7 +123,9 @@ class LocalStorage(Storage):
         if missing:
             if self._complete_at(dest, size):  # another completion finished meanwhile
                 return
-            raise DigestMismatch(f"parts {missing[:5]} not uploaded")
+            if not d.is_dir():
+                raise UploadGone(f"upload {upload} is gone and {key} was never stored")
+            raise PartsMissing(f"parts {missing[:5]} not uploaded")
         h = hashlib.sha256()
         total = 0
         fd, tmp = tempfile.mkstemp(dir=self.uploads, prefix=f"{upload}-", suffix=".blob")

@@ -18,7 +18,17 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import Settings
-from .base import CHUNK, DigestMismatch, Part, Storage, StorageError, Stored, Unfinished
+from .base import (
+    CHUNK,
+    DigestMismatch,
+    Part,
+    PartsMissing,
+    Storage,
+    StorageError,
+    Stored,
+    Unfinished,
+    UploadGone,
+)
 
 CONCURRENCY = 16  # S3 calls in flight for one request (the connection pool holds 32)
 
@@ -147,11 +157,14 @@ class S3Storage(Storage):
     def parts(self, key: str, upload: str) -> dict[int, Part]:
         return self._parts_or_none(key, upload) or {}
 
-    def parts_many(self, uploads: list[tuple[str, str]]) -> list[dict[int, Part]]:
+    def upload_parts(self, key: str, upload: str) -> dict[int, Part] | None:
+        return self._parts_or_none(key, upload)
+
+    def parts_many(self, uploads: list[tuple[str, str]]) -> list[dict[int, Part] | None]:
         if len(uploads) < 2:
-            return [self.parts(k, u) for k, u in uploads]
+            return [self.upload_parts(k, u) for k, u in uploads]
         with ThreadPoolExecutor(CONCURRENCY) as pool:
-            return list(pool.map(lambda ku: self.parts(*ku), uploads))
+            return list(pool.map(lambda ku: self.upload_parts(*ku), uploads))
 
     def _list_parts(self, key: str, upload: str) -> dict[int, Part]:
         out: dict[int, Part] = {}
@@ -188,7 +201,7 @@ class S3Storage(Storage):
                 return self._verify(key, size, sha256, gone=upload)
             missing = [n for n in range(1, part_count + 1) if n not in got]
             if missing:
-                raise DigestMismatch(f"parts {missing[:5]} not uploaded")
+                raise PartsMissing(f"parts {missing[:5]} not uploaded")
             total = sum(got[n].size for n in range(1, part_count + 1))
             if total != size:
                 raise DigestMismatch(f"uploaded {total} bytes, expected {size}")
@@ -218,7 +231,7 @@ class S3Storage(Storage):
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
             if _code(e) in ("404", "NoSuchKey", "NotFound"):
-                raise DigestMismatch(f"upload {gone} is gone and {key} was never stored") from None
+                raise UploadGone(f"upload {gone} is gone and {key} was never stored") from None
             raise
         if head["ContentLength"] != size:
             self.delete(key)

@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from jubako.errors import InvalidBundle
 
 from ... import service
-from ...db.models import BlobUpload, Upload
+from ...db.models import Blob, BlobUpload, Upload
 from ...errors import BadRequest
 from ...state import Registry
+from ...storage.base import Part
 from .. import API_PREFIX
 from ..deps import RegistryDep, SessionDep, WriteCaller
 from ..schemas import (
@@ -44,7 +45,9 @@ def upload_out(reg: Registry, db: Session, upload: Upload, blobs: list[BlobUploa
         parts = []
         for n in range(1, bu.part_count + 1):
             size = service.expected_part_size(bu, n)
-            got = received.get(n)
+            # A multipart upload that is gone was completed (a crash before the blob was
+            # recorded): no part can be sent to it; completing the blob settles it.
+            got = Part(n, size) if received is None else received.get(n)
             ok = got is not None and got.size == size
             url = None
             if not ok:
@@ -94,7 +97,10 @@ async def put_part(
         with reg.sessions() as db:
             upload = service.get_upload(db, upload_id)
             bu = service.blob_upload(upload, digest)
-            return bu.key, bu.multipart_id, service.expected_part_size(bu, number), bu.done
+            # Stored already (by another pusher of the same content): the part is not needed,
+            # and its multipart upload may be completed and gone.
+            done = bu.done or db.get(Blob, digest) is not None
+            return bu.key, bu.multipart_id, service.expected_part_size(bu, number), done
 
     key, multipart, expected, done = await run_in_threadpool(lookup)
     if done:  # verified already (another pusher of the same version): nothing to store
