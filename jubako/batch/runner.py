@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,7 @@ class Options:
     restart: bool = False
     overwrite: bool = False
     progress: bool = True
+    install: bool = False  # missing requirements: a venv for the bento (else refuse)
 
 
 @dataclass
@@ -101,6 +104,7 @@ def run(opts: Options) -> Summary:
     if name not in apis:
         raise ConfigError(f"the bento {manifest.tag} has no API {name!r} (it has {', '.join(apis)})")
     spec = apis[name]
+    python = _python(bundle, opts.install)
     settings = batching(manifest).get(name)
     max_batch = min(settings.max_batch_size, 65535) if settings else 1
     inflight = settings.max_inflight_per_worker if settings else int(os.environ.get("JUBAKO_MAX_INFLIGHT_PER_WORKER", "2"))
@@ -109,6 +113,11 @@ def run(opts: Options) -> Summary:
     errors_url = opts.errors or opts.output + ".errors.jsonl"
     adapter = Adapter(spec, opts.columns, opts.output_column, opts.keep_columns, opts.keep_all)
     executor = choose_executor(opts.executor, spec, opts.workers)
+    if python != sys.executable:  # the bento's own venv: only worker processes can run in it
+        if opts.executor == "inprocess":
+            raise ConfigError(f"{manifest.tag} runs in its own virtual environment ({python}); the in-process"
+                              " executor runs in this one: use --executor workers (or auto)")
+        executor = "workers"
     if out_fmt != "jsonl":  # JSON Lines embeds the object as it is
         adapter.objects_as_columns()
 
@@ -150,7 +159,7 @@ def run(opts: Options) -> Summary:
         reader = formats.open_reader(opts.input, in_fmt, opts.chunk_rows)
         reader.only = adapter.needed()
         job = _Job(opts, spec.name, spec.batchable, max_batch, inflight, adapter, reader, parts, out_fmt, done,
-                   str(bundle.path), executor)
+                   str(bundle.path), executor, python)
         summary = _run_loop(job)
     except BaseException:
         if fresh and not any(n.startswith("done-") for n in parts.list()):
@@ -194,6 +203,23 @@ class _Job:
     done: int
     bento_path: str
     executor: str
+    python: str  # the workers' python: this one, or the bento's venv
+
+
+def _python(bundle: Any, install: bool) -> str:
+    """The bento's requirements, checked as `jubako serve` checks them (docs/requirements.md),
+    before anything is read or written: this python when it has what the bento needs; with
+    ``install`` (or JUBAKO_INSTALL=1) the python of the bento's own venv; otherwise refuse,
+    naming each missing package."""
+    from jubako.config import home
+    from jubako.config import settings as config
+    from jubako.environment import prepare
+
+    cfg = config()
+    python = prepare(bundle, install or cfg.install, cfg.venvs or home() / "venvs")
+    if python != sys.executable:
+        print(f"jubako run: workers run in {Path(python).parent.parent}", file=sys.stderr, flush=True)
+    return python
 
 
 EXECUTORS = ("auto", "inprocess", "workers")
@@ -299,7 +325,7 @@ async def _main(job: _Job) -> Summary:
     else:
         from .workers import WorkerPool
 
-        pool = WorkerPool(job.bento_path, job.opts.workers or 1, job.inflight)
+        pool = WorkerPool(job.bento_path, job.opts.workers or 1, job.inflight, python=job.python)
     progress = _Progress(job.opts.progress, job.reader.total_rows, job.reader.total_bytes)
     window: deque[asyncio.Task[Any]] = deque()
     it = job.reader.chunks()

@@ -72,10 +72,10 @@ class _Link(asyncio.Protocol):
 
 
 class _Worker:
-    def __init__(self, index: int, bento: str, env: dict[str, str]):
+    def __init__(self, index: int, bento: str, env: dict[str, str], python: str = sys.executable):
         self.index = index
         self.port = free_port()
-        argv = [sys.executable, "-P", "-m", "jubako.runtime", "worker", "--bento", bento, "--host", "127.0.0.1",
+        argv = [python, "-P", "-m", "jubako.runtime", "worker", "--bento", bento, "--host", "127.0.0.1",
                 "--port", str(self.port), "--http-port", str(free_port())]
         self.child = Child(f"worker {index}", argv, env)
         self.link: _Link | None = None
@@ -84,7 +84,8 @@ class _Worker:
 
 
 class WorkerPool:
-    def __init__(self, bento: str, workers: int, max_inflight: int = 2, ready_timeout: float = 300.0):
+    def __init__(self, bento: str, workers: int, max_inflight: int = 2, ready_timeout: float = 300.0,
+                 python: str = sys.executable):
         if workers < 1:
             raise JubakoError("--workers must be >= 1")
         env = dict(os.environ)
@@ -92,7 +93,7 @@ class WorkerPool:
             env["JUBAKO_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
         # the workers' logs would scribble over the progress bar; errors reach the error file
         env.setdefault("JUBAKO_LOG_LEVEL", "CRITICAL")
-        self.workers = [_Worker(i, bento, env) for i in range(workers)]
+        self.workers = [_Worker(i, bento, env, python) for i in range(workers)]  # python: the bento's venv
         self.max_inflight = max_inflight
         self.ready_timeout = ready_timeout
         self.ids = wire.MessageIds()

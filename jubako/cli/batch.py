@@ -35,6 +35,7 @@ def run(
     restart: Annotated[bool, typer.Option("--restart", help="Discard the chunks of an interrupted run instead of continuing it.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on a terminal, a line every 10 s elsewhere.")] = True,
+    install: Annotated[bool, typer.Option("--install", help="Install missing requirements into a per-bento venv (the workers run there) [env JUBAKO_INSTALL].")] = False,
 ) -> None:
     """Score a file with a bento's API on the runtime's workers; resumable.
 
@@ -62,6 +63,7 @@ def run(
             output_format=output_format, workers=workers, executor=executor, chunk_rows=chunk_rows,
             columns=_names(columns), keep_columns=None if keep_all else _names(keep_columns), keep_all=keep_all,
             output_column=output_column, errors=errors, restart=restart, overwrite=overwrite, progress=progress,
+            install=install,
         ))
     except KeyboardInterrupt:
         typer.echo(interrupted_message(output), err=True)
