@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -47,6 +47,17 @@ def validation_message(e: ValidationError, where: str) -> str:
     if len(errors) > MAX_REPORTED_ERRORS:
         parts.append(f"and {len(errors) - MAX_REPORTED_ERRORS} more")
     return "; ".join(parts)
+
+
+class Outcome(NamedTuple):
+    """One call's answer before encoding: a status and a segment per request (the encoded
+    output, or the error message), the ok requests' rows of a tensor output, and times."""
+
+    statuses: list[int]
+    segments: list[bytes]
+    tensor: np.ndarray | None
+    exec_seconds: float
+    wait_seconds: float
 
 
 class OutputError(Exception):
@@ -169,6 +180,11 @@ class ApiRunner:
     async def run(self, call: wire.Call, received: float, pool_call: Any) -> bytes:
         """The RESULT frame for ``call``; ``pool_call(fn, arg)`` runs sync code off-loop.
         Whatever the API does, every request of the call gets a status (see :func:`failed`)."""
+        o = await self.execute(call, received, pool_call)
+        return wire.encode_result(call.id, o.exec_seconds, o.wait_seconds, o.statuses, o.segments, o.tensor)
+
+    async def execute(self, call: wire.Call, received: float, pool_call: Any) -> Outcome:
+        """What :meth:`run` encodes (`jubako run`'s in-process executor reads it as it is)."""
         start = time.perf_counter()
         wait = start - received
         n = len(call.sizes)
@@ -183,7 +199,7 @@ class ApiRunner:
                 statuses, segments = [e.status], [str(e).encode()]
             except Exception as e:
                 statuses, segments = [500], [self._fail(e)]
-            return wire.encode_result(call.id, time.perf_counter() - start, wait, statuses, segments, tensor)
+            return Outcome(statuses, segments, tensor, time.perf_counter() - start, wait)
         statuses = [OK] * n
         errors: list[bytes] = [b""] * n
         if call.tensor is not None:
@@ -203,7 +219,7 @@ class ApiRunner:
             # every ok part passed _out_array: same dtype and trailing shape, so this joins
             ok = [o for o, s in zip(outs, statuses, strict=True) if s == OK]
             tensor = np.concatenate(ok) if ok else None
-            return wire.encode_result(call.id, exec_s, wait, statuses, errors, tensor)
+            return Outcome(statuses, errors, tensor, exec_s, wait)
         segments = errors
         for i, o in enumerate(outs):
             if statuses[i] == OK:
@@ -211,7 +227,7 @@ class ApiRunner:
                     segments[i] = self._encode_json(o)
                 except Exception as e:
                     statuses[i], segments[i] = 500, self._fail(e)
-        return wire.encode_result(call.id, exec_s, wait, statuses, segments)
+        return Outcome(statuses, segments, None, exec_s, wait)
 
     def _single_input(self, call: wire.Call) -> Any:
         if call.tensor is not None:

@@ -8,8 +8,8 @@ runs on that thread directly, without a hop per batch). Models that release the 
 (onnxruntime, torch, numpy) run on N lanes at once.
 
 A lane runs the runtime worker's own executor (:class:`jubako.runtime.executor.ApiRunner`)
-on each batch, and reads back its RESULT frame: same conversions, same re-runs, same
-messages as the worker path, so both paths give the same bytes. The caller hands a lane a
+on each batch, and takes the answer it would encode in a RESULT frame: same conversions,
+same re-runs, same messages as the worker path, so both paths give the same bytes. The caller hands a lane a
 whole group of batches at a time (:meth:`InProcessPool.run_group`), so the thread hop is
 paid per group, not per batch.
 """
@@ -60,8 +60,8 @@ class Lane:
         """One batch through the worker's executor, on this lane's thread."""
         runner = self.runners[api]
         call = wire.Call(0, api, tuple(sizes), tensor, segments)
-        frame = await runner.run(call, time.perf_counter(), _direct)
-        return wire.decode_result(memoryview(frame)[4:])
+        o = await runner.execute(call, time.perf_counter(), _direct)  # what the worker would encode
+        return wire.Result(0, o.exec_seconds, o.wait_seconds, tuple(o.statuses), o.tensor, o.segments)
 
     def stop(self) -> None:
         if self.loop.is_running():
