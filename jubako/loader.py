@@ -32,9 +32,15 @@ def open_bento(ref: str | Path, store: Store | None = None, verify: bool = True)
 
 
 @contextlib.contextmanager
-def _isolated_import(root: Path) -> Iterator[None]:
-    """Import from ``root`` and forget those modules afterwards (builds may run side by side)."""
+def _isolated_import(root: Path, module_name: str) -> Iterator[None]:
+    """Import from ``root`` and forget those modules afterwards (builds may run side by side).
+    A module of the same name imported before (from another bento: every example's module
+    is "service") is set aside meanwhile, else the import would return it."""
     saved_path = list(sys.path)
+    top = module_name.partition(".")[0]
+    shadowed = {n: m for n, m in sys.modules.items() if n == top or n.startswith(top + ".")}
+    for n in shadowed:
+        del sys.modules[n]
     before = set(sys.modules)
     sys.path.insert(0, str(root))
     try:
@@ -45,6 +51,7 @@ def _isolated_import(root: Path) -> Iterator[None]:
             file = getattr(sys.modules[name], "__file__", None) or ""
             if file.startswith(str(root)):
                 del sys.modules[name]
+        sys.modules.update(shadowed)
 
 
 def import_service(root: Path, entrypoint: str, *, isolated: bool = False) -> Service:
@@ -52,7 +59,7 @@ def import_service(root: Path, entrypoint: str, *, isolated: bool = False) -> Se
     module_name, sep, attr = entrypoint.partition(":")
     if not sep or not module_name or not attr:
         raise ServiceDefinitionError(f"service entrypoint {entrypoint!r} must look like 'module:attr'")
-    ctx = _isolated_import(root) if isolated else contextlib.nullcontext()
+    ctx = _isolated_import(root, module_name) if isolated else contextlib.nullcontext()
     with ctx:
         if not isolated:
             sys.path.insert(0, str(root))
