@@ -163,7 +163,7 @@ def versions(
     plural: KindP,
     name: NameP,
     selector: Annotated[str, Query(max_length=1024)] = "",
-    state: Annotated[str, Query(pattern="^(|uploading|ready|failed)$")] = "",
+    state: Annotated[str, Query(pattern="^(|uploading|ready|failed|broken)$")] = "",
     cursor: Annotated[str, Query(max_length=512)] = "",
 ) -> Response:
     ctx = Ctx.of(request)

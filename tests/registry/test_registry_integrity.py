@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -433,6 +434,12 @@ def test_forced_model_delete_breaks_its_bentos(registry, tmp_path: Path) -> None
             pull(c, "b:v1", store=Store(tmp_path / "dst"))
         events = c.request("GET", "/api/v1/audit", params={"action": "bento.broken"}).json()
         assert [e["target"] for e in events["items"]] == ["b:v1"]
+        with httpx.Client(base_url=registry.url, follow_redirects=True, timeout=30) as ui:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', ui.get("/ui/login").text)[1]  # type: ignore[index]
+            ui.post("/ui/login", data={"csrf": csrf, "method": "token", "token": ADMIN})
+            page = ui.get("/ui/bentos/b", params={"state": "broken"})  # the dashboard's filter
+            assert page.status_code == 200 and "/ui/bentos/b/v1" in page.text, page.text[:500]
+            assert ui.get("/ui/bentos/b/v1/archive").status_code == 409
 
         # Pushing the model and the bento again repairs it.
         pushed = push(c, "b:v1", store=src)
