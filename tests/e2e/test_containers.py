@@ -388,15 +388,14 @@ def test_containerized_bento_serves_with_its_requirements(
     assert info["Config"]["Labels"]["dev.jubako.bento"] == tag
     assert info["Config"]["User"] == "10001:10001"
 
-    port = free_port()
-    container = f"e2e-containerized-{port}"
+    container = f"e2e-containerized-{secrets.token_hex(3)}"
     runner: PodRunner | None = None
     try:
-        dockerd("run", "-d", "--name", container, "--network", "host", *CHART_SECURITY, "--tmpfs", "/tmp",
-                image, "serve", "/bento", "--host", "127.0.0.1", "--port", str(port))
-        wait_for("the containerized bento", lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200,
+        # Its default command: `jubako serve /bento` on port 3000 (proxy and a worker in one container).
+        dockerd("run", "-d", "--name", container, "--network", "host", *CHART_SECURITY, "--tmpfs", "/tmp", image)
+        wait_for("the containerized bento", lambda: httpx.get("http://127.0.0.1:3000/readyz", timeout=2).status_code == 200,
                  300, running(dockerd, container))
-        check_slugger(port)
+        check_slugger()
         dockerd.remove(container)
 
         pods, hosts, _ = rendered_pods(tag, None, built_images["runtime"], tmp_path, image=image)
