@@ -57,7 +57,7 @@ _FIXTURE_MARKS = {"pg_url": "postgres", "pg_server": "postgres", "browser": "bro
 # Modules whose every test starts whole processes (servers, operators, image builds) and runs
 # for seconds to minutes; a single slow test elsewhere carries @pytest.mark.slow itself.
 _SLOW_MODULES = {"tests/runtime/test_serve.py", "tests/registry/test_registry_process.py",
-                 "tests/operator/test_operator_e2e.py", "tests/images/test_images.py",
+                 "tests/operator/test_operator_e2e.py",
                  "tests/batch/test_batch_resume.py", "tests/batch/test_batch_memory.py",
                  "tests/e2e/test_platform.py"}
 
