@@ -59,6 +59,11 @@ class Lane:
                    segments: list[bytes] | None = None) -> wire.Result:
         """One batch through the worker's executor, on this lane's thread."""
         runner = self.runners[api]
+        if tensor is not None:
+            # the batch's own writable copy, as a worker gets it from the wire: the API may
+            # write into its input (torch warns on read-only arrays), and a re-run after a
+            # failed batch must see the rows as they were read
+            tensor = np.array(tensor, order="C")
         call = wire.Call(0, api, tuple(sizes), tensor, segments)
         o = await runner.execute(call, time.perf_counter(), _direct)  # what the worker would encode
         return wire.Result(0, o.exec_seconds, o.wait_seconds, tuple(o.statuses), o.tensor, o.segments)

@@ -55,3 +55,36 @@ def test_choose_executor() -> None:
     assert choose_executor("inprocess", json_, 4) == "inprocess"
     with pytest.raises(ConfigError, match="--executor 'threads'"):
         choose_executor("threads", tensor, 1)
+
+
+def test_inprocess_batches_are_private_writable_copies(onnx_bento: str) -> None:
+    """As over the wire: the API may write into its input (torch wants writable arrays), and
+    the rows it was given stay as read, for the re-run after a failed batch."""
+    import asyncio
+
+    import numpy as np
+
+    from jubako.batch.inprocess import InProcessPool
+
+    async def main() -> tuple[list[bool], tuple[int, ...], float]:
+        pool = InProcessPool(onnx_bento, 1)
+        await pool.start()
+        try:
+            runner = pool.lanes[0].runners["predict"]
+            api, seen = runner.bound, []
+
+            def scribbling(x: np.ndarray) -> np.ndarray:
+                seen.append(x.flags.writeable)
+                x[:] = 0
+                return api(x)
+
+            runner.bound = scribbling
+            rows = np.ones((4, 16), np.float32)
+            rows.flags.writeable = False  # as Arrow-backed rows are
+            res = await asyncio.wait_for(pool.run_group(lambda lane: lane.call("predict", [4], tensor=rows)), 60)
+            return seen, res.statuses, float(rows.sum())
+        finally:
+            await pool.close()
+
+    seen, statuses, total = asyncio.run(main())
+    assert seen == [True] and statuses == (200,) and total == 64.0
