@@ -32,16 +32,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
+FOLDERS = {"bench-encoder": ROOT / "bench" / "runtime" / "encoder"}  # the runtime benchmark's encoder
+
+
 def ensure_examples(name: str) -> None:
     from jubako.build import build
     from jubako.store import Store
 
     store = Store()
-    ex = name.replace("-", "_")
-    if (ROOT / "examples" / ex).is_dir() and not _has(store, name):
-        subprocess.run([sys.executable, str(ROOT / "examples" / ex / "save_model.py")], check=True,
-                       capture_output=True)
-        build(ROOT / "examples" / ex, store=store)
+    folder = FOLDERS.get(name, ROOT / "examples" / name.replace("-", "_"))
+    if folder.is_dir() and not _has(store, name):
+        subprocess.run([sys.executable, str(folder / "save_model.py")], check=True, capture_output=True)
+        build(folder, store=store)
 
 
 def _has(store, name: str) -> bool:  # type: ignore[no-untyped-def]
@@ -76,10 +78,15 @@ def raw_rows_per_second(bento: str, x: np.ndarray, batch: int, repeat: int) -> f
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--raw"]:  # the raw measurement, in its own process
+        bento, path, batch, repeat = sys.argv[2:6]
+        print(raw_rows_per_second(bento, np.load(path), int(batch), int(repeat)))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--bento", default="mlp-onnx")
     ap.add_argument("--rows", type=int, default=500_000)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=0, help="--workers of jubako run; 0: its default")
+    ap.add_argument("--executor", default="auto", help="inprocess, workers or auto (jubako run --executor)")
     ap.add_argument("--batch", type=int, default=0, help="max_batch_size override (JUBAKO_BATCHING); 0: the bento's")
     ap.add_argument("--chunk-rows", type=int, default=50_000)
     ap.add_argument("--repeat", type=int, default=3)
@@ -96,14 +103,23 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    x = np.random.default_rng(0).standard_normal((args.rows, 16)).astype(np.float32)
+    item = tuple(api.input.shape[1:])  # type: ignore[union-attr]
+    width = int(np.prod(item))
+    x = np.random.default_rng(0).standard_normal((args.rows, width)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.parquet"
-        pq.write_table(pa.table({f"f{i}": x[:, i] for i in range(16)}), src)
-        x_file = np.stack([c.to_numpy() for c in pq.read_table(src).columns], axis=1)  # the same file
+        if len(item) == 1:  # one column per feature (the MLP's 16)
+            pq.write_table(pa.table({f"f{i}": x[:, i] for i in range(width)}), src)
+            x_file = np.stack([c.to_numpy() for c in pq.read_table(src).columns], axis=1)  # the same file
+        else:  # one fixed-size list column per row (the encoder's 32 x 16)
+            pq.write_table(pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), width)}), src)
+            col = pq.read_table(src).column("x").combine_chunks()
+            x_file = col.flatten().to_numpy().reshape(len(col), *item)
         cmd = [sys.executable, "-c", "from jubako.cli import main; main()", "run", str(bundle.path), "--api",
-               "predict", "--input", str(src), "--workers", str(args.workers), "--chunk-rows",
+               "predict", "--input", str(src), "--executor", args.executor, "--chunk-rows",
                str(args.chunk_rows), "--no-progress", "--overwrite"]
+        if args.workers:
+            cmd += ["--workers", str(args.workers)]
         runs = []
         for k in range(args.repeat):
             out = Path(tmp) / f"out{k}.parquet"
@@ -112,16 +128,30 @@ def main() -> None:
             wall = time.perf_counter() - t0
             if p.returncode:
                 sys.exit(p.stderr)
-            rate = float(p.stderr.split(" rows/s")[0].rsplit(" ", 1)[1].replace(",", ""))
+            text = " ".join(p.stderr.split())  # the summary line may be wrapped
+            rate = float(text.split(" rows/s")[0].rsplit(" ", 1)[1].replace(",", ""))
             runs.append((rate, wall))
-        os.environ.update({k: v for k, v in env.items() if k == "JUBAKO_BATCHING"})
-        raw = raw_rows_per_second(str(bundle.path), x_file, batch, args.repeat)
+            how = text.split(" rows; ")[-1].split(" output:")[0]
+        # raw: the best of the library's default intra-op threads and of 1 thread, each in a
+        # fresh process (torch's and onnxruntime's thread pools are set once); on a busy
+        # machine spinning intra-op threads can make the default many times slower
+        np.save(Path(tmp) / "x.npy", x_file)
+        raws = {}
+        for threads in ("0", "1"):  # 0: the library's default
+            p = subprocess.run([sys.executable, __file__, "--raw", str(bundle.path), str(Path(tmp) / "x.npy"),
+                                str(batch), str(args.repeat)], env={**env, "JUBAKO_NUM_THREADS": threads},
+                               capture_output=True, text=True)
+            if p.returncode:
+                sys.exit(p.stderr)
+            raws["default" if threads == "0" else threads] = float(p.stdout.split()[-1])
+        raw = max(raws.values())
     best_rate, best_wall = max(runs)
     print(json.dumps({
-        "bento": args.bento, "rows": args.rows, "max_batch_size": batch, "workers": args.workers,
+        "bento": args.bento, "rows": args.rows, "max_batch_size": batch, "executor": args.executor,
+        "ran_on": how, "load_average": round(os.getloadavg()[0], 1),
         "chunk_rows": args.chunk_rows, "raw_rows_s": round(raw), "run_rows_s": round(best_rate),
         "run_wall_s": round(best_wall, 2), "run_rows_s_wall": round(args.rows / best_wall),
-        "ratio": round(best_rate / raw, 3), "ratio_wall": round(args.rows / best_wall / raw, 3),
+        "raw_rows_s_by_threads": {k: round(v) for k, v in raws.items()}, "ratio": round(best_rate / raw, 3), "ratio_wall": round(args.rows / best_wall / raw, 3),
         "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
         "date": time.strftime("%Y-%m-%d"),
     }))

@@ -35,7 +35,7 @@ def run(
     restart: Annotated[bool, typer.Option("--restart", help="Discard the chunks of an interrupted run instead of continuing it.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on a terminal, a line every 10 s elsewhere.")] = True,
-    install: Annotated[bool, typer.Option("--install", help="Install missing requirements into a per-bento venv (the workers run there) [env JUBAKO_INSTALL].")] = False,
+    install: Annotated[bool, typer.Option("--install", help="Install missing requirements into a per-bento venv, where the workers run (or set JUBAKO_INSTALL=1).")] = False,
 ) -> None:
     """Score a file with a bento's API on the runtime's workers; resumable.
 
