@@ -18,6 +18,7 @@ from .conftest import feature_table, features, jubako_cli, read_output
 ROWS, CHUNK = 40_000, 400
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "executor", "starting"), [
     (signal.SIGTERM, "inprocess", "jubako run: loading the service in this process..."),
     (signal.SIGINT, "workers", "jubako run: starting 1 worker(s)..."),

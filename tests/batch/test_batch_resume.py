@@ -26,6 +26,7 @@ def make_input(path: Path) -> None:
     path.write_text("\n".join(text) + "\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", ["inprocess", "workers"])
 def test_sigkill_and_resume(tmp_path: Path, onnx_bento: str, executor: str) -> None:
     src = tmp_path / "in.csv"
