@@ -4,41 +4,40 @@
 document of nested aliases expands to megabytes once validated or dumped (the "billion
 laughs"), and a deeply nested document exhausts Python's recursion (a 500, not a 4xx).
 Manifests that jubako writes never use anchors or aliases and nest a few levels deep, so
-this loader refuses aliases outright and bounds the nesting depth while composing.
+this loader refuses aliases outright and bounds the nesting depth.
+
+The checks run on the parser's events, before anything is composed: with libyaml
+(``yaml.__with_libyaml__``) both that scan and the load run in C (a 30 000-file manifest
+loads in about a second instead of seven with the pure-Python classes). The cyclic
+garbage collector is paused while a document is built: the hundreds of thousands of nodes
+and objects a big manifest makes, all alive, would otherwise set off collections that
+walk them again and again (two thirds of the load's time); reference counting still frees
+whatever dies meanwhile.
 """
 
 from __future__ import annotations
 
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
-from yaml.events import AliasEvent, CollectionStartEvent
+from yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    DocumentEndEvent,
+)
 
 MAX_DEPTH = 64  # mappings and sequences inside each other (docs/registry.md)
+
+_Loader: type = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 
 
 class UnsafeYAML(ValueError):
     pass
-
-
-class _Loader(yaml.SafeLoader):
-    _depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(AliasEvent):
-            event = self.peek_event()
-            raise UnsafeYAML(f"aliases are not allowed (alias *{event.anchor}{_at(event)})")
-        if self.check_event(CollectionStartEvent):
-            self._depth += 1
-            if self._depth > MAX_DEPTH:
-                raise UnsafeYAML(
-                    f"nested more than {MAX_DEPTH} levels deep{_at(self.peek_event())}"
-                )
-            try:
-                return super().compose_node(parent, index)
-            finally:
-                self._depth -= 1
-        return super().compose_node(parent, index)
 
 
 def _at(event: Any) -> str:
@@ -46,11 +45,52 @@ def _at(event: Any) -> str:
     return f", line {mark.line + 1}" if mark is not None else ""
 
 
+def _check(data: bytes | str) -> None:
+    """Refuse an alias, or nesting deeper than ``MAX_DEPTH``, in the first document.
+
+    Only the first document is scanned: the load that follows reads no further than the
+    start of a second one (and refuses it), as the composer always did."""
+    depth = 0
+    for event in yaml.parse(data, Loader=_Loader):
+        if isinstance(event, AliasEvent):
+            raise UnsafeYAML(f"aliases are not allowed (alias *{event.anchor}{_at(event)})")
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise UnsafeYAML(f"nested more than {MAX_DEPTH} levels deep{_at(event)}")
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, DocumentEndEvent):
+            return
+
+
 def load(data: bytes | str) -> Any:
     """Like ``yaml.safe_load``; raises ``UnsafeYAML`` (a ValueError) on an alias or on
     nesting deeper than ``MAX_DEPTH``, and ``yaml.YAMLError`` on invalid YAML."""
-    loader = _Loader(data)
+    _check(data)
+    with _gc_paused():
+        return yaml.load(data, Loader=_Loader)  # noqa: S506 - a safe loader, checked above
+
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic collector; concurrent loads (server threads) nest, and the last one
+    out restores the state that the first one in found."""
+    global _gc_pausers, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
     try:
-        return loader.get_single_data()
+        yield
     finally:
-        loader.dispose()
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
