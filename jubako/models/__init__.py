@@ -7,6 +7,7 @@ time (and checks its digest), not to whatever is newest in the store.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +27,20 @@ class _BentoContext:
     store: Store
 
 
-_active: _BentoContext | None = None
+# A context variable, not a module global: jubako run's in-process executor creates a service
+# instance per thread, each inside its own context, and overlapping exits on a global restored
+# the wrong "previous" one, leaving a finished run's bento active for the whole process.
+_active: contextvars.ContextVar[_BentoContext | None] = contextvars.ContextVar("jubako_bento", default=None)
 
 
 @contextlib.contextmanager
 def bento_context(root: Path, manifest: BentoManifest, store: Store | None = None) -> Iterator[None]:
     """Resolve model names against ``manifest`` (used by the runtime while it loads a bento)."""
-    global _active
-    previous, _active = _active, _BentoContext(root, manifest, store or Store())
+    token = _active.set(_BentoContext(root, manifest, store or Store()))
     try:
         yield
     finally:
-        _active = previous
+        _active.reset(token)
 
 
 def _from_bento(ctx: _BentoContext, tag: Tag) -> Bundle[ModelManifest]:
@@ -61,8 +64,9 @@ def _from_bento(ctx: _BentoContext, tag: Tag) -> Bundle[ModelManifest]:
 
 def get(tag: str | Tag, store: Store | None = None) -> Bundle[ModelManifest]:
     tag = Tag.parse(tag) if isinstance(tag, str) else tag
-    if _active is not None:
-        return _from_bento(_active, tag)
+    active = _active.get()
+    if active is not None:
+        return _from_bento(active, tag)
     return (store or Store()).models.get(tag)
 
 

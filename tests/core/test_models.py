@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import onnx
 import pytest
@@ -120,3 +122,36 @@ def test_inside_a_bento_models_resolve_to_the_pinned_version(store: Store, tmp_p
     wrong = pinned.model_copy(update={"models": [ModelRef(tag="lin:v1", digest="sha256:" + "0" * 64)]})
     with jubako.models.bento_context(tmp_path, wrong, store), pytest.raises(InvalidBundle, match="digest differs"):
         jubako.models.get("lin")
+
+
+def test_bento_contexts_on_several_threads_leave_none_behind(store: Store, tmp_path) -> None:
+    """jubako run's in-process executor creates one service instance per thread, each inside a
+    bento context: overlapping contexts on different threads must not leave one active after
+    they all end (a process-wide variable did: the next models.get in the process resolved
+    against a finished run's bento)."""
+    import threading
+
+    from jubako.manifest import BentoManifest, utcnow
+
+    manifest = BentoManifest(name="b", version="1", created_at=utcnow(), service="s:S")
+    first_in, first_out = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with jubako.models.bento_context(tmp_path, manifest, store):
+            first_in.set()
+            time.sleep(0.2)  # the second thread enters meanwhile
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(timeout=10)
+        with jubako.models.bento_context(tmp_path, manifest, store):
+            first_out.wait(timeout=10)  # ...and leaves after the first
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    with pytest.raises(NotFound) as e:
+        jubako.models.get("absent", store=store)
+    assert "does not reference" not in str(e.value), e.value
