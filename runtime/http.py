@@ -2,10 +2,10 @@
 
 The API routes (``POST /<api>``) are served without a task, a future or an ASGI message
 per request: the parser's callbacks collect the body, :meth:`Proxy.start_api` validates
-it and queues it in the dispatcher with a :class:`Reply` as its completion, and the reply
+it and queues it in the dispatcher with a :class:`Reply` as its sink, and the reply
 writes the response when the batch result arrives. Responses leave in request order
-(HTTP/1.1 pipelining). Every other route (probes, metrics, docs) goes through the proxy's
-ASGI app, so there is one implementation of each.
+(HTTP/1.1 pipelining). Every other route (probes, metrics, docs, static content) is one
+``await`` of :meth:`Proxy.respond`. Both speak ``answer.py``'s typed interface.
 
 SIGTERM/SIGINT: stop accepting, answer every request received (at most
 ``timeout_graceful`` s), close the connections, then stop the proxy.
@@ -21,13 +21,14 @@ import socket
 import time
 from collections import deque
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import httptools
 
 from jubako.errors import JubakoError
 
+from .answer import Answer, Headers, error
 from .codec import JSON, error_body
 
 if TYPE_CHECKING:
@@ -39,12 +40,11 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _MAX_PIPELINE = 64  # requests one connection may have in flight before we stop reading it
 
 
-def _head(status: int, ctype: bytes, length: int, headers: Any, keep_alive: bool) -> bytes:
+def _head(status: int, ctype: bytes, length: int, headers: Headers, keep_alive: bool) -> bytes:
     parts = [b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
              % (status, _REASONS.get(status, b"Unknown"), ctype, length)]
-    if headers:
-        for k, v in headers:
-            parts.append(b"%s: %s\r\n" % (k, v))
+    for k, v in headers:
+        parts.append(b"%s: %s\r\n" % (k, v))
     if not keep_alive:
         parts.append(b"connection: close\r\n")
     parts.append(b"\r\n")
@@ -52,7 +52,7 @@ def _head(status: int, ctype: bytes, length: int, headers: Any, keep_alive: bool
 
 
 class Reply:
-    """One request's answer slot; future-like (``done``/``set_result``) for the dispatcher glue."""
+    """One request's answer slot: the :class:`~jubako.runtime.answer.Sink` the proxy answers."""
 
     __slots__ = ("conn", "keep_alive", "head_only", "st", "t0", "result")
 
@@ -63,28 +63,19 @@ class Reply:
         self.head_only = head_only
         self.st = st
         self.t0 = time.perf_counter()
-        self.result: tuple[int, bytes, bytes, Any] | None = None
+        self.result: Answer | None = None
 
     def done(self) -> bool:
         return self.result is not None
 
-    def set_result(self, result: tuple[Any, ...]) -> None:
-        """``(status, body, content type[, headers])``; 503s get Retry-After."""
+    def answer(self, a: Answer) -> None:
         if self.result is not None:
             return
-        if len(result) == 3:
-            status, body, ctype = result
-            headers = _RETRY if status == 503 else None
-        else:
-            status, body, ctype, headers = result
-        self.result = (status, body, ctype, headers)
+        self.result = a
         st = self.st
         if st is not None:
-            self.conn.server.record(st, status, time.perf_counter() - self.t0)
+            self.conn.server.record(st, a.status, time.perf_counter() - self.t0)
         self.conn.flush()
-
-
-_RETRY = [(b"retry-after", b"1")]
 
 
 class Connection(asyncio.Protocol):
@@ -150,7 +141,7 @@ class Connection(asyncio.Protocol):
     def _fail(self, status: int, message: str) -> None:
         body = error_body(message)
         if self.transport is not None and not self.closed:
-            self.transport.write(_head(status, JSON, len(body), None, False) + body)
+            self.transport.write(_head(status, JSON, len(body), (), False) + body)
             self.transport.close()
         self.closed = True
 
@@ -205,7 +196,7 @@ class Connection(asyncio.Protocol):
             # client with a reset socket; the client retries elsewhere
             reply = Reply(self, False)
             self.replies.append(reply)
-            reply.set_result((503, error_body("the server is shutting down; retry"), JSON, None))
+            reply.answer(error(503, "the server is shutting down; retry"))
             return
         method = self.parser.get_method()
         keep_alive = self.parser.should_keep_alive() and not self.server.stopping
@@ -218,12 +209,12 @@ class Connection(asyncio.Protocol):
         self.replies.append(reply)
         if st is not None:
             if self.too_big:
-                reply.set_result((413, error_body(f"body: larger than {self.server.max_body} bytes"), JSON, None))
+                reply.answer(error(413, f"body: larger than {self.server.max_body} bytes"))
             else:
                 body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
                 self.proxy.start_api(st, self.headers, body, reply)
         else:
-            task = asyncio.ensure_future(self._asgi(method, raw_path, url[q + 1 :] if q >= 0 else b"", reply))
+            task = asyncio.ensure_future(self._other(method, raw_path, self.headers, reply))
             self.server.tasks.add(task)
             task.add_done_callback(self.server.tasks.discard)
         if len(self.replies) >= _MAX_PIPELINE and not self.paused and self.transport is not None:
@@ -240,7 +231,7 @@ class Connection(asyncio.Protocol):
             r = replies.popleft()
             if self.closed or t is None:
                 continue
-            status, body, ctype, headers = r.result  # type: ignore[misc]
+            status, body, ctype, headers = r.result
             head = _head(status, ctype, len(body), headers, r.keep_alive)
             t.write(head if r.head_only else head + body)
             if not r.keep_alive:
@@ -253,40 +244,13 @@ class Connection(asyncio.Protocol):
             self.idle_since = time.monotonic()
             self.server.idle_check()
 
-    async def _asgi(self, method: bytes, raw_path: bytes, query: bytes, reply: Reply) -> None:
-        """Any route but the APIs: through the proxy's ASGI app."""
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method.decode(),
-            "scheme": "http", "path": unquote(raw_path.decode("latin-1")), "raw_path": raw_path,
-            "query_string": query, "root_path": "", "headers": self.headers, "server": None, "client": None,
-        }
-        body = b"".join(self.body)
-        sent = False
-        start: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                await asyncio.Event().wait()  # like a server whose client never disconnects
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(msg: dict[str, Any]) -> None:
-            if msg["type"] == "http.response.start":
-                start.update(msg)
-            elif msg["type"] == "http.response.body":
-                chunks.append(msg.get("body", b""))
-
+    async def _other(self, method: bytes, raw_path: bytes, headers: Headers, reply: Reply) -> None:
+        """Any route but the APIs."""
         try:
-            await self.proxy(scope, receive, send)
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-type",
-                                                                                         b"content-length")]
-            ctype = next((v for k, v in start.get("headers", []) if k.lower() == b"content-type"), b"text/plain")
-            reply.set_result((start.get("status", 500), b"".join(chunks), ctype, headers))
+            reply.answer(await self.proxy.respond(method.decode(), unquote(raw_path.decode("latin-1")), headers))
         except Exception:
             log.exception("error serving %s %s", method.decode(), raw_path.decode("latin-1"))
-            reply.set_result((500, error_body("internal error"), JSON, None))
+            reply.answer(error(500, "internal error"))
 
 
 class _Refused(Exception):

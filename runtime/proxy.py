@@ -1,6 +1,6 @@
-"""The proxy: a raw ASGI app on uvicorn (uvloop + httptools) in front of the workers.
+"""The proxy: the routes behind the HTTP server (``http.py``), in front of the workers.
 
-``POST /<api>`` decodes and validates the body (``codec``), then queues it in the API's
+``POST /<api>`` (:meth:`Proxy.start_api`) decodes and validates the body (``codec``), then queues it in the API's
 :class:`~jubako.runtime.dispatcher.Dispatcher` (every API has one; a non-batchable API's
 batches hold one request; a request of more than a batch is split and gathered). The
 dispatcher is driven by events only: arrivals, results, and at most one timer per API for
@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -27,7 +26,8 @@ from jubako import logs
 from jubako.manifest import BentoManifest
 
 from . import wire
-from .codec import JSON, ApiCodec, InputError, error_body, is_json_type
+from .answer import Answer, Headers, Sink, error
+from .codec import ApiCodec, InputError, is_json_type
 from .dispatcher import Batch, CostModel, Dispatcher, Refusal
 from .settings import Batching, ProxySettings
 from .static import StaticSite
@@ -36,7 +36,6 @@ log = logging.getLogger("jubako.runtime.proxy")
 
 DEADLINE_HEADER = b"x-jubako-deadline-ms"
 _PLAIN = b"text/plain; charset=utf-8"
-_RETRY = [(b"retry-after", b"1")]
 _ROOT_ROUTES = frozenset(("/livez", "/readyz", "/metrics"))
 
 
@@ -105,6 +104,13 @@ class WorkerLink(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+class Queued(NamedTuple):
+    """A request's payload in the dispatcher: its decoded value and where its answer goes."""
+
+    value: Any
+    sink: Sink
 
 
 @dataclass(eq=False, slots=True)
@@ -255,7 +261,7 @@ class Proxy:
         for st in self.apis.values():
             lost, stranded = st.dispatcher.remove_worker(link)
             for p in stranded:
-                _finish(p.payload[1], 503, error_body("no worker is ready; retry"), JSON)
+                p.payload.sink.answer(error(503, "no worker is ready; retry"))
             self.kick(st)
 
     # --- batching --------------------------------------------------------------------
@@ -264,7 +270,7 @@ class Proxy:
         d = st.dispatcher
         batches, expired = d.poll()
         for p in expired:
-            _finish(p.payload[1], 503, error_body("deadline passed while queued; retry"), JSON)
+            p.payload.sink.answer(error(503, "deadline passed while queued; retry"))
         for b in batches:
             self._send_batch(st, b)
         wake = d.next_wakeup()
@@ -289,10 +295,10 @@ class Proxy:
         reqs = b.requests
         sizes = [p.items for p in reqs]
         if st.codec.tensor_in:
-            arr = reqs[0].payload[0] if len(reqs) == 1 else np.concatenate([p.payload[0] for p in reqs])
+            arr = reqs[0].payload.value if len(reqs) == 1 else np.concatenate([p.payload.value for p in reqs])
             frame = wire.encode_call(mid, st.name, sizes, tensor=arr)
         else:
-            frame = wire.encode_call(mid, st.name, sizes, segments=[p.payload[0] for p in reqs])
+            frame = wire.encode_call(mid, st.name, sizes, segments=[p.payload.value for p in reqs])
         link.pending[mid] = InFlight(st, b, b.dispatched_at)
         link.send(frame)
         st.batch_size.observe(b.items)
@@ -309,16 +315,16 @@ class Proxy:
         off = 0
         tensor = res.tensor
         for p, status, seg in zip(target.requests, res.statuses, res.segments, strict=True):
-            fut = p.payload[1]
+            sink = p.payload.sink
             if status != 200:
-                _finish(fut, status, error_body(seg.decode(errors="replace")), JSON)
+                sink.answer(error(status, seg.decode(errors="replace")))
             elif tensor is not None and not st.codec.batchable:
-                _finish(fut, 200, st.codec.encode_tensor(tensor), JSON)  # the whole output
+                sink.answer(Answer(200, st.codec.encode_tensor(tensor)))  # the whole output
             elif tensor is not None:
-                _finish(fut, 200, st.codec.encode_tensor(tensor[off : off + p.items]), JSON)
+                sink.answer(Answer(200, st.codec.encode_tensor(tensor[off : off + p.items])))
                 off += p.items
             else:
-                _finish(fut, 200, seg, st.codec.content_type)
+                sink.answer(Answer(200, seg, st.codec.content_type))
         self.kick(st)
 
     # --- calls a worker does not answer --------------------------------------------
@@ -347,77 +353,24 @@ class Proxy:
                 _fail_call(call, 504, f"API {call.st.name!r}: {link} did not answer within {timeout:g} s")
             link.close()
 
-    # --- HTTP ------------------------------------------------------------------------
+    # --- HTTP (the server's side: runtime/answer.py) -------------------------------
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            local = self.local_path(scope["path"])
-            st = self.routes.get(local) if local is not None else None
-            if st is not None and scope["method"] == "POST":
-                await self._api(st, scope, receive, send)
-            else:
-                await self._other(scope, receive, send)
-        elif kind == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await self.startup()
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await self.shutdown()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-
-    async def _api(self, st: ApiState, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        t0 = time.perf_counter()
-        status, body, ctype, headers = await self._handle(st, scope, receive)
-        h = [(b"content-type", ctype), (b"content-length", b"%d" % len(body))]
-        if headers:
-            h += headers
-        await send({"type": "http.response.start", "status": status, "headers": h})
-        await send({"type": "http.response.body", "body": body})
-        counter = st.counters.get(status)
-        if counter is None:
-            counter = st.counters[status] = self.m.requests.labels(st.name, str(status))
-        counter.inc()
-        st.latency.observe(time.perf_counter() - t0)
-
-    async def _handle(self, st: ApiState, scope: dict[str, Any], receive: Any) -> tuple[int, bytes, bytes, Any]:
-        msg = await receive()
-        body = msg.get("body", b"")
-        while msg.get("more_body"):
-            msg = await receive()
-            body += msg.get("body", b"")
-            if len(body) > self.settings.max_body_bytes:
-                return 413, error_body(f"body: larger than {self.settings.max_body_bytes} bytes"), JSON, None
-        fut: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
-        self.start_api(st, scope["headers"], body, fut)
-        res = await fut
-        if len(res) == 4:
-            return res  # type: ignore[return-value]
-        status, out, ctype = res
-        return status, out, ctype, (_RETRY if status == 503 else None)
-
-    def start_api(self, st: ApiState, headers: Any, body: bytes, sink: Any) -> None:
-        """Validate one API request and queue it. ``sink`` is future-like (``done()``,
-        ``set_result``): it gets ``(status, body, content type[, headers])``, at once for a
+    def start_api(self, st: ApiState, headers: Headers, body: bytes, sink: Sink) -> None:
+        """Validate one API request and queue it; ``sink`` is answered once, at once for a
         refusal, else when the worker answers."""
         if st.codec.json_in:
             for k, v in headers:
                 if k == b"content-type" and not is_json_type(v):
-                    sink.set_result((415, error_body(
-                        f"content-type {v.decode('latin-1')!r}: this API takes application/json"), JSON, None))
+                    sink.answer(error(415, f"content-type {v.decode('latin-1')!r}: this API takes application/json"))
                     return
         try:
             items, value = st.codec.decode(body)
         except InputError as e:
-            sink.set_result((e.status, error_body(str(e)), JSON, None))
+            sink.answer(error(e.status, str(e)))
             return
         d = st.dispatcher
         if items > d.max_queue_items:  # the hard cap: such a request could never be queued
-            sink.set_result((413, error_body(f"body: at most {d.max_queue_items} items per request, got {items}"),
-                             JSON, None))
+            sink.answer(error(413, f"body: at most {d.max_queue_items} items per request, got {items}"))
             return
         budget = None
         for k, v in headers:
@@ -425,58 +378,48 @@ class Proxy:
                 try:
                     budget = float(v) / 1000.0
                 except ValueError:
-                    sink.set_result((400, error_body(f"header {DEADLINE_HEADER.decode()}: not a number"), JSON, None))
+                    sink.answer(error(400, f"header {DEADLINE_HEADER.decode()}: not a number"))
                     return
         if items > d.max_batch_size:
             r: Any = d.submit_many(*_split(st.codec, items, value, sink, d.max_batch_size), budget)
         else:
-            r = d.submit(items, (value, sink), budget)
+            r = d.submit(items, Queued(value, sink), budget)
         if isinstance(r, Refusal):
             retry = b"%d" % max(1, math.ceil(r.retry_after))
-            sink.set_result((503, error_body(f"overloaded: {r.reason}; retry"), JSON, [(b"retry-after", retry)]))
+            sink.answer(error(503, f"overloaded: {r.reason}; retry", [(b"retry-after", retry)]))
             return
         self.kick(st)
 
-    async def _other(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = self.local_path(scope["path"]) or ""
-        method = scope["method"]
-        headers: list[tuple[bytes, bytes]] = []
-        if not path:
-            status, body, ctype = 404, error_body(f"no route {scope['path']}; see {self.root}/docs"), JSON
-        elif path == "/livez":
-            status, body, ctype = 200, b"ok\n", _PLAIN
-        elif path == "/readyz":
-            ok = self.ready
-            status, body, ctype = (200, b"ready\n", _PLAIN) if ok else (503, b"no worker ready\n", _PLAIN)
-        elif path == "/metrics":
+    async def respond(self, method: str, path: str, headers: Headers) -> Answer:
+        """Every route but ``POST /<api>``: probes, metrics, docs, static content. ``path``
+        is percent-decoded. A HEAD answer keeps its body: the server leaves it out and
+        sends the content-length a GET would have."""
+        local = self.local_path(path)
+        if not local:
+            return error(404, f"no route {path}; see {self.root}/docs")
+        if local == "/livez":
+            return Answer(200, b"ok\n", _PLAIN)
+        if local == "/readyz":
+            return Answer(200, b"ready\n", _PLAIN) if self.ready else Answer(503, b"no worker ready\n", _PLAIN)
+        if local == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-            status, body, ctype = 200, generate_latest(self.m.registry), CONTENT_TYPE_LATEST.encode()
-        elif path in self.routes:
-            status, body, ctype = 405, error_body(f"use POST {path}"), JSON
-            headers = [(b"allow", b"POST")]
-        elif self.static is not None and self.static.owns(path):  # after every route of the proxy's own
-            status, body, ctype, headers = await self.static.respond(method, path, scope["headers"], self.root)
-        else:
-            from . import openapi
+            return Answer(200, generate_latest(self.m.registry), CONTENT_TYPE_LATEST.encode())
+        if local in self.routes:
+            return error(405, f"use POST {local}", [(b"allow", b"POST")])
+        if self.static is not None and self.static.owns(local):  # after every route of the proxy's own
+            return Answer(*await self.static.respond(method, local, headers, self.root))
+        from . import openapi
 
-            if self._docs is None:
-                self._docs = openapi.Docs(self.manifest, self.root)
-            found = self._docs.get(path) if method in ("GET", "HEAD") else None
-            if found is None:
-                status, body, ctype = 404, error_body(f"no route {path}; see /docs"), JSON
-            else:
-                status, body, ctype = 200, found[0], found[1]
-        await send(
-            {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", ctype), (b"content-length", b"%d" % len(body)), *headers]}
-        )
-        # a HEAD answer keeps its body here: the server leaves it out (http.py and uvicorn do)
-        # and sends the content-length a GET would have
-        await send({"type": "http.response.body", "body": body})
+        if self._docs is None:
+            self._docs = openapi.Docs(self.manifest, self.root)
+        found = self._docs.get(local) if method in ("GET", "HEAD") else None
+        if found is None:
+            return error(404, f"no route {local}; see /docs")
+        return Answer(200, found[0], found[1])
 
 
-def _split(codec: ApiCodec, items: int, value: Any, sink: Any, m: int) -> tuple[list[int], list[Any]]:
+def _split(codec: ApiCodec, items: int, value: Any, sink: Sink, m: int) -> tuple[list[int], list[Queued]]:
     """A request of more than a batch (``m`` items): its parts and their payloads, each
     answering into one :class:`_Gather` that answers the request once all are back."""
     starts = range(0, items, m)
@@ -487,7 +430,7 @@ def _split(codec: ApiCodec, items: int, value: Any, sink: Any, m: int) -> tuple[
         parsed = orjson.loads(value)
         chunks = [orjson.dumps(parsed[a : a + m]) for a in starts]
     gather = _Gather(sink, len(sizes))
-    return sizes, [(chunk, _Part(gather, i)) for i, chunk in enumerate(chunks)]
+    return sizes, [Queued(chunk, _Part(gather, i)) for i, chunk in enumerate(chunks)]
 
 
 class _Gather:
@@ -496,26 +439,26 @@ class _Gather:
 
     __slots__ = ("sink", "bodies", "left")
 
-    def __init__(self, sink: Any, n: int):
+    def __init__(self, sink: Sink, n: int):
         self.sink = sink
         self.bodies: list[bytes] = [b""] * n
         self.left = n
 
-    def answer(self, i: int, result: tuple[Any, ...]) -> None:
+    def answer(self, i: int, a: Answer) -> None:
         if self.sink.done():
             return
-        if result[0] != 200:
-            self.sink.set_result(result)
+        if a.status != 200:
+            self.sink.answer(a)
             return
-        self.bodies[i] = result[1]
+        self.bodies[i] = a.body
         self.left -= 1
         if self.left == 0:  # each body is a compact JSON array (orjson): splice them
             inner = [b[1:-1] for b in self.bodies if len(b) > 2]
-            self.sink.set_result((200, b"[" + b",".join(inner) + b"]", result[2]))
+            self.sink.answer(Answer(200, b"[" + b",".join(inner) + b"]", a.content_type))
 
 
 class _Part:
-    """The future-like sink of one part of a split request."""
+    """The sink of one part of a split request."""
 
     __slots__ = ("gather", "index", "answered")
 
@@ -525,30 +468,23 @@ class _Part:
     def done(self) -> bool:
         return self.answered or self.gather.sink.done()
 
-    def set_result(self, result: tuple[Any, ...]) -> None:
+    def answer(self, a: Answer) -> None:
         if not self.answered:
             self.answered = True
-            self.gather.answer(self.index, result)
+            self.gather.answer(self.index, a)
 
 
 def _fail_call(call: InFlight, status: int, message: str) -> None:
-    body = error_body(message)
+    a = error(status, message)
     for p in call.target.requests:
-        _finish(p.payload[1], status, body, JSON)
-
-
-def _finish(fut: asyncio.Future[Any], status: int, body: bytes, ctype: bytes) -> None:
-    if not fut.done():
-        fut.set_result((status, body, ctype))
+        p.payload.sink.answer(a)
 
 
 def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.0.0") -> None:
-    """Serve the proxy: the lean HTTP server (``runtime/http.py``), or uvicorn with
-    ``JUBAKO_HTTP=uvicorn`` (the same ASGI app; slower per request)."""
-    import uvicorn
-
+    """Serve the proxy on the lean HTTP server (``runtime/http.py``) until SIGTERM."""
     from jubako.loader import open_bento
 
+    from .http import HttpServer
     from .settings import batching
 
     logs.configure()  # JSON lines in pods, text on a terminal (JUBAKO_LOG_FORMAT / _LEVEL)
@@ -558,19 +494,5 @@ def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.
     proxy = Proxy(manifest, workers, batching(manifest), settings, StaticSite.of(bundle.path, manifest))
     log.info("proxy for %s on http://%s:%d (workers %s)", manifest.tag, host, port,
              ",".join(f"{h}:{p}" for h, p in workers))
-    if os.environ.get("JUBAKO_HTTP", "lean") != "uvicorn":
-        from .http import HttpServer
-
-        event_loop_policy()
-        asyncio.run(HttpServer(proxy, settings.max_body_bytes).serve(host, port, timeout_graceful=30))
-        return
-    from .serve import ensure_port_free
-
-    ensure_port_free(host, port)  # uvicorn would log it and exit 1 without saying why to us
-    config = uvicorn.Config(
-        proxy, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
-        access_log=False, log_level="warning", backlog=4096, timeout_graceful_shutdown=30,
-        timeout_keep_alive=int(settings.http_idle_timeout_s),
-    )
-    uvicorn.Server(config).run()
-
+    event_loop_policy()
+    asyncio.run(HttpServer(proxy, settings.max_body_bytes).serve(host, port, timeout_graceful=30))

@@ -174,18 +174,10 @@ def test_no_static_content_no_site(tmp_path: Path) -> None:
 # --- the proxy's routing --------------------------------------------------------------
 
 
-def call(app: Proxy, method: str, path: str) -> tuple[int, dict[bytes, bytes], bytes]:
-    out: dict[str, Any] = {}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(msg: dict[str, Any]) -> None:
-        out.update(msg) if msg["type"] == "http.response.start" else out.setdefault("body", msg["body"])
-
-    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
-    asyncio.run(app(scope, receive, send))
-    return out["status"], dict(out["headers"]), out["body"]
+def call(proxy: Proxy, method: str, path: str) -> tuple[int, dict[bytes, bytes], bytes]:
+    a = asyncio.run(proxy.respond(method, path, []))
+    head = {b"content-type": a.content_type, b"content-length": b"%d" % len(a.body), **dict(a.headers)}
+    return a.status, head, a.body
 
 
 def test_the_proxy_serves_static_files_and_keeps_its_own_routes_first(tmp_path: Path) -> None:
