@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,27 +9,26 @@ import typer
 
 from ..errors import JubakoError
 
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise JubakoError(f"{name}={raw!r} must be an integer") from None
+Config = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Runtime config file (YAML; docs/configuration.md) [env JUBAKO_CONFIG].",
+                 dir_okay=False),
+]
 
 
 def serve(
     bento: Annotated[str, typer.Argument(help="Bento tag (name[:version]) or a bento directory.")],
-    port: Annotated[int, typer.Option("--port", "-p", help="HTTP port of the proxy.")] = 3000,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes (each loads the models).")] = 1,
+    port: Annotated[int | None, typer.Option("--port", "-p", help="HTTP port of the proxy [env JUBAKO_PORT, default 3000].")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes, each loads the models [env JUBAKO_NUM_WORKERS, default 1].")] = None,
     host: Annotated[str, typer.Option(help="Address the proxy listens on.")] = "127.0.0.1",
     install: Annotated[bool, typer.Option("--install", help="Install missing requirements into a per-bento venv [env JUBAKO_INSTALL].")] = False,
+    config: Config = None,
 ) -> None:
     """Serve a bento here: one proxy and N workers; Ctrl-C stops everything."""
+    from jubako.runtime import launch
     from jubako.runtime.serve import bento_arg
-    from jubako.runtime.serve import serve as do_serve
 
-    do_serve(bento_arg(bento), port=port, workers=workers, host=host, install=install)
+    launch.serve(bento_arg(bento), config, host, install, port=port, num_workers=workers)
 
 
 def proxy(
@@ -38,15 +36,12 @@ def proxy(
     port: Annotated[int | None, typer.Option(help="HTTP port [env JUBAKO_PORT, default 3000].")] = None,
     workers: Annotated[str | None, typer.Option(help="host:port[,host:port...] of the workers, resolved again and again [env JUBAKO_WORKERS].")] = None,
     host: Annotated[str, typer.Option(help="Listen address.")] = "0.0.0.0",
+    config: Config = None,
 ) -> None:
     """Run the HTTP proxy (batching, validation, docs, metrics) in front of workers."""
-    from jubako.runtime.proxy import run
-    from jubako.runtime.settings import parse_workers
+    from jubako.runtime import launch
 
-    bento = bento or os.environ.get("JUBAKO_BENTO")
-    if not bento:
-        raise JubakoError("--bento (or JUBAKO_BENTO) is required")
-    run(bento, port or _env_int("JUBAKO_PORT", 3000), parse_workers(workers or os.environ.get("JUBAKO_WORKERS", "")), host)
+    launch.proxy(config, host, bento=bento, port=port, workers=workers)
 
 
 def worker(
@@ -54,17 +49,12 @@ def worker(
     port: Annotated[int | None, typer.Option(help="Batch (TCP) port [env JUBAKO_WORKER_PORT, default 7000].")] = None,
     http_port: Annotated[int | None, typer.Option(help="Health/metrics port [env JUBAKO_WORKER_HTTP_PORT, default 7001].")] = None,
     host: Annotated[str, typer.Option(help="Listen address.")] = "0.0.0.0",
+    config: Config = None,
 ) -> None:
     """Run a worker: load the bento's models once and execute the batches sent to it."""
-    from jubako.runtime.worker import run
+    from jubako.runtime import launch
 
-    bento = bento or os.environ.get("JUBAKO_BENTO")
-    if not bento:
-        raise JubakoError("--bento (or JUBAKO_BENTO) is required")
-    run(
-        bento, port or _env_int("JUBAKO_WORKER_PORT", 7000),
-        http_port or _env_int("JUBAKO_WORKER_HTTP_PORT", 7001), host,
-    )
+    launch.worker(config, host, bento=bento, worker_port=port, worker_http_port=http_port)
 
 
 def install(
@@ -75,8 +65,9 @@ def install(
     """Init container: make the bento's requirements available to the worker (docs/requirements.md)."""
     from jubako.environment import install_for_pod, write_termination_message
     from jubako.loader import open_bento
+    from jubako.runtime.settings import RuntimeSettings
 
-    bento = bento or os.environ.get("JUBAKO_BENTO")
+    bento = RuntimeSettings.load(bento=bento).bento
     if not bento:
         raise JubakoError("--bento (or JUBAKO_BENTO) is required")
     try:

@@ -1,0 +1,57 @@
+"""Start a runtime role from its settings: what ``jubako serve``, ``jubako runtime
+proxy|worker`` and ``python -m jubako.runtime`` share once their flags are parsed.
+
+Each builds the one :class:`~jubako.runtime.settings.RuntimeSettings` (flags > environment
+> config file), checks the per-API sections against the bento before anything starts, and
+hands the config file on to the processes it starts (``JUBAKO_CONFIG``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from jubako.errors import ConfigError
+
+from .settings import CONFIG_ENV, RuntimeSettings, batching, parse_workers
+
+
+def settings(config: str | Path | None, **flags: Any) -> RuntimeSettings:
+    """The settings, with the file named on the command line passed on to child processes
+    and the values that code outside the runtime reads from the environment exported."""
+    s = RuntimeSettings.load(config, **flags)
+    if config:
+        os.environ[CONFIG_ENV] = str(Path(config).resolve())
+    s.export_env()
+    return s
+
+
+def _bento(s: RuntimeSettings) -> str:
+    if not s.bento:
+        raise ConfigError("--bento (or JUBAKO_BENTO, or bento: in the config file) is required")
+    return s.bento
+
+
+def serve(bento: str, config: str | Path | None, host: str, install: bool, **flags: Any) -> None:
+    from jubako.loader import open_bento
+
+    from .serve import serve as do_serve
+
+    s = settings(config, **flags)
+    batching(open_bento(bento).manifest, s)  # a section naming no API of the bento: refuse now
+    do_serve(bento, port=s.port, workers=s.num_workers, host=host, install=install)
+
+
+def proxy(config: str | Path | None, host: str, **flags: Any) -> None:
+    from .proxy import run
+
+    s = settings(config, **flags)
+    run(_bento(s), s.port, parse_workers(s.workers), host)
+
+
+def worker(config: str | Path | None, host: str, **flags: Any) -> None:
+    from .worker import run
+
+    s = settings(config, **flags)
+    run(_bento(s), s.worker_port, s.worker_http_port, host)
