@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from jubako.errors import JubakoError
+from jubako.manifest import TensorSpec
 from jubako.runtime import wire
 
 T = TypeVar("T")
@@ -67,6 +68,44 @@ class Lane:
         call = wire.Call(0, api, tuple(sizes), tensor, segments)
         o = await runner.execute(call, time.perf_counter(), _direct)  # what the worker would encode
         return wire.Result(0, o.exec_seconds, o.wait_seconds, tuple(o.statuses), o.tensor, o.segments)
+
+    def whole_batches(self, api: str) -> bool:
+        """Whether :meth:`run_tensor` serves ``api``: a sync batchable API from tensors to
+        tensors (an async API, or JSON and text, goes through :meth:`call`)."""
+        runner = self.runners[api]
+        return (runner.batchable and not runner.api.is_async and isinstance(runner.input, TensorSpec)
+                and isinstance(runner.output, TensorSpec))
+
+    async def run_tensor(self, api: str, x: np.ndarray, spans: list[tuple[int, int]]) -> list[np.ndarray | None]:
+        """Rows ``a:b`` of ``x`` for each span, each as one call of the API on this thread:
+        the output checked as the worker's executor checks it, or None where the call
+        raised or its output does not fit (the caller then runs that batch through
+        :meth:`call`: the worker's re-runs and messages). For a model that costs
+        microseconds per row the executor's per-batch work (a coroutine, the split and
+        join of requests, a copy per batch) cost more than the model; here a batch costs
+        the API call, a slice and a dtype/shape comparison."""
+        runner = self.runners[api]
+        want = np.dtype(runner.output.dtype)
+        item = tuple(runner.output.shape[1:])
+        fixed = None not in item  # else every output goes through the executor's check
+        # one writable copy of the rows for the whole group, as a worker gets its batch
+        # from the wire; x itself stays as read for the batches that fail
+        lo, hi = spans[0][0], spans[-1][1]
+        work = np.array(x[lo:hi], order="C")
+        fn, join, check = runner.bound, runner._join, runner._out_array
+        torch = runner._torch is not None
+        outs: list[np.ndarray | None] = []
+        for a, b in spans:
+            n = b - a
+            try:
+                v = work[a - lo : b - lo]
+                out = fn(join([v]) if torch else v)
+                if not (fixed and type(out) is np.ndarray and out.dtype == want and out.shape == (n, *item)):
+                    out = check(out, n)  # converts, or raises OutputError
+                outs.append(out)
+            except Exception:
+                outs.append(None)
+        return outs
 
     def stop(self) -> None:
         if self.loop.is_running():

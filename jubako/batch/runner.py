@@ -388,7 +388,12 @@ async def _score(job: _Job, pool: Any, chunk: formats.Chunk) -> tuple[formats.Ch
         groups = [spans[i : i + per] for i in range(0, len(spans), per)]
 
         async def group(lane: Any, these: list[tuple[int, int]]) -> list[Any]:
-            return [await _batch(job, lane, items, a, b) for a, b in these]
+            if items.tensor is None or not lane.whole_batches(job.api):
+                return [await _batch(job, lane, items, a, b) for a, b in these]
+            outs = await lane.run_tensor(job.api, items.tensor, these)
+            # a batch that raised, or whose output does not fit, goes the worker's way
+            return [(None, o, [], {}) if o is not None else await _batch(job, lane, items, a, b)
+                    for (a, b), o in zip(these, outs, strict=True)]
 
         done = await asyncio.gather(*(pool.run_group(lambda lane, g=g: group(lane, g)) for g in groups))
         results = [r for rs in done for r in rs]
@@ -397,14 +402,22 @@ async def _score(job: _Job, pool: Any, chunk: formats.Chunk) -> tuple[formats.Ch
     ok_rows: list[np.ndarray] = []
     tensors: list[np.ndarray] = []
     segments: list[bytes] = []
+    whole = True  # every batch ok: the ok rows are the items' rows
     for (a, _b), (ok_mask, tensor, segs, errs) in zip(spans, results, strict=True):
-        ok_rows.append(rows[a:_b][ok_mask])
+        if ok_mask is not None:
+            whole = whole and bool(ok_mask.all())
+            ok_rows.append(rows[a:_b][ok_mask])
+        else:
+            ok_rows.append(rows[a:_b])
         if tensor is not None:
             tensors.append(tensor)
         segments += segs
         for k, msg in errs.items():
             errors[int(rows[a + k])] = msg
-    all_ok = np.concatenate(ok_rows) if ok_rows else np.zeros(0, dtype=np.int64)
+    if whole:
+        all_ok = rows
+    else:
+        all_ok = np.concatenate(ok_rows) if ok_rows else np.zeros(0, dtype=np.int64)
     tensor = np.concatenate(tensors) if tensors else None
     table = job.adapter.output_table(chunk, all_ok, tensor, segments if items.segments is not None else None, errors)
     return chunk, table, errors

@@ -88,3 +88,61 @@ def test_inprocess_batches_are_private_writable_copies(onnx_bento: str) -> None:
 
     seen, statuses, total = asyncio.run(main())
     assert seen == [True] and statuses == (200,) and total == 64.0
+
+
+PICKY = '''
+import numpy as np
+
+import jubako
+from jubako import Tensor
+
+
+@jubako.service(name="picky")
+class Picky:
+    @jubako.api(batchable=True, max_batch_size=8)
+    def predict(self, x: Tensor[np.float32, (None, 4)]) -> Tensor[np.float32, (None, 2)]:
+        x += 1  # writes into its input before it fails: a re-run must see the rows as read
+        if (x[:, 0] < -100).any():
+            raise ValueError("a row below -100")
+        if (x[:, 0] > 100).any():
+            return x[:, :3]  # not the declared shape
+        return x[:, :2]
+'''
+
+
+@pytest.fixture(scope="module")
+def picky_bento(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from jubako.build import build
+    from jubako.store import Store
+
+    src = tmp_path_factory.mktemp("picky")
+    (src / "service.py").write_text(PICKY)
+    (src / "jubako.yaml").write_text('service: service:Picky\ninclude: ["service.py"]\n'
+                                     'python:\n  requirements: ["numpy"]\n')
+    return str(build(src, store=Store(tmp_path_factory.mktemp("picky-home"))).path)
+
+
+def test_failing_batches_same_bytes_and_rows_as_read(tmp_path: Path, picky_bento: str) -> None:
+    """The in-process executor calls a tensor API on whole batches without the worker's
+    executor; a batch that raises or returns the wrong shape then goes the worker's way:
+    only its bad rows fail, with the worker's messages, and its other rows are scored as
+    they were read."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = np.arange(100 * 4, dtype=np.float32).reshape(100, 4) / 1000
+    x[13, 0] = -500  # raises: batch 8-15
+    x[42, 0] = 500  # wrong output shape: batch 40-47
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({f"f{i}": x[:, i] for i in range(4)}), src, row_group_size=30)
+    got = _both(tmp_path, "out.parquet", bento=picky_bento, input=str(src), chunk_rows=40)
+    assert got["inprocess"] == got["workers"]
+    errors = [orjson.loads(line) for line in (got["inprocess"][1] or b"").splitlines()]
+    assert [e["row"] for e in errors] == [14, 43]
+    assert errors[0]["error"] == "API 'predict': ValueError: a row below -100"
+    assert errors[1]["error"].startswith("API 'predict': output: returned shape (1, 3) for 1 item(s)")
+    out = pq.read_table(tmp_path / "inprocess" / "out.parquet").column("predict").to_pylist()
+    want = (x[:, :2] + 1).tolist()
+    assert [r for i, r in enumerate(out) if i not in (13, 42)] == [r for i, r in enumerate(want) if i not in (13, 42)]
+    assert out[13] is None and out[42] is None
