@@ -20,6 +20,7 @@ from .spec import GROUP, KIND, PLURAL, VERSION
 PLURALS: dict[tuple[str, str], str] = {
     ("apps/v1", "Deployment"): "deployments",
     ("v1", "Service"): "services",
+    ("v1", "ConfigMap"): "configmaps",
     ("v1", "Pod"): "pods",
     ("v1", "Event"): "events",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
@@ -33,6 +34,7 @@ CHILD_KINDS = [
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"),
     ("networking.k8s.io/v1", "Ingress"),
+    ("v1", "ConfigMap"),  # the runtime config file (spec.config)
 ]
 MERGE_PATCH = "application/merge-patch+json"
 

@@ -8,10 +8,13 @@ the selector labels the operator uses to find its children again. Names:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from jubako.tags import Tag
 
@@ -151,7 +154,7 @@ def render(
         children += _scaling(owner, group, name, labels, "worker", group.name)
     if spec.ingress:
         children.append(_ingress(owner, spec, proxy_labels))
-    return children
+    return with_runtime_config(owner, spec, tag, children)
 
 
 # --- pods -------------------------------------------------------------------------------
@@ -579,3 +582,45 @@ def _ingress(owner: Owner, spec: BentoDeploymentSpec, labels: dict[str, str]) ->
         "metadata": metadata,
         "spec": body,
     }
+
+
+# --- the runtime config file ---------------------------------------------------------------
+
+CONFIG_DIR = "/etc/jubako"
+CONFIG_FILE = "jubako-runtime.yaml"
+CONFIG_HASH_ANNOTATION = f"{GROUP}/runtime-config-hash"
+
+
+def config_map_name(owner: Owner) -> str:
+    return f"{owner.name}-runtime"
+
+
+def with_runtime_config(owner: Owner, spec: BentoDeploymentSpec, tag: Tag, children: list[Manifest]) -> list[Manifest]:
+    """spec.config as the runtime's config file: a ConfigMap (one for every revision) mounted
+    read-only into each proxy and worker container, with JUBAKO_CONFIG naming it. The pod
+    templates carry the file's hash, so a change of config rolls the pods (a mounted
+    ConfigMap changes under a running process, which reads its file once at start)."""
+    if spec.config is None:
+        return children
+    text = yaml.safe_dump(spec.config, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    name = config_map_name(owner)
+    volume = "runtime-config"
+    for child in children:
+        if child["kind"] != "Deployment":
+            continue
+        template = child["spec"]["template"]
+        template["metadata"].setdefault("annotations", {})[CONFIG_HASH_ANNOTATION] = digest
+        pod = template["spec"]
+        pod["volumes"].append({"name": volume, "configMap": {"name": name}})
+        for container in pod["containers"]:
+            if container["name"] in ("proxy", "worker"):
+                container["volumeMounts"].append({"name": volume, "mountPath": CONFIG_DIR, "readOnly": True})
+                container["env"].append({"name": "JUBAKO_CONFIG", "value": f"{CONFIG_DIR}/{CONFIG_FILE}"})
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(owner, name, common_labels(owner, tag, "runtime-config")),
+        "data": {CONFIG_FILE: text},
+    }
+    return [config_map, *children]  # first: the pods mount it

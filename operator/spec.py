@@ -74,6 +74,19 @@ def _quantity(value: str | int) -> str | int:
 Quantity = Annotated[str | int, AfterValidator(_quantity)]
 
 
+def _runtime_config(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Checked here as the runtime would read the file, so a typo is a SpecError on the
+    # object, not pods crash-looping; only the bento's API names wait for the runtime.
+    from jubako.runtime.settings import check_config
+
+    if value is not None:
+        try:
+            check_config(value, "runtime config")
+        except JubakoError as e:
+            raise ValueError(str(e)) from None
+    return value
+
+
 class Resources(_Model):
     gpu: int = Field(default=0, ge=0)
     requests: dict[str, Quantity] = Field(default_factory=dict)
@@ -222,6 +235,9 @@ class BentoDeploymentSpec(_Model):
     pod_labels: dict[str, str] = Field(default_factory=dict)
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     batching: dict[str, Batching] = Field(default_factory=dict)
+    # The runtime config file (docs/configuration.md) as an object: a ConfigMap mounted into
+    # the proxy and worker pods (render.with_runtime_config).
+    config: Annotated[dict[str, Any] | None, AfterValidator(_runtime_config)] = None
     proxy: Component = Field(default_factory=Component)
     workers: list[WorkerGroup] = Field(
         default_factory=lambda: [WorkerGroup(name="default")], min_length=1, max_length=8

@@ -37,6 +37,7 @@ BUILTINS: dict[tuple[str, str, str], tuple[str, bool, set[str]]] = {
     ("", "v1", "services"): ("Service", True, {"status"}),
     ("", "v1", "events"): ("Event", True, set()),
     ("", "v1", "secrets"): ("Secret", True, set()),
+    ("", "v1", "configmaps"): ("ConfigMap", True, set()),
     ("apps", "v1", "deployments"): ("Deployment", True, {"status", "scale"}),
     ("autoscaling", "v2", "horizontalpodautoscalers"): ("HorizontalPodAutoscaler", True, {"status"}),
     ("policy", "v1", "poddisruptionbudgets"): ("PodDisruptionBudget", True, {"status"}),
