@@ -54,7 +54,10 @@ def run(
         # SIGTERM (kubectl delete, a pod evicted) takes Ctrl-C's path: asyncio cancels
         # the run, the workers stop, the committed chunks stay
         stopped.append(signum)
-        signal.raise_signal(signal.SIGINT)
+        if callable(signal.getsignal(signal.SIGINT)):
+            signal.raise_signal(signal.SIGINT)
+        else:  # SIGINT ignored (a background job of a script): raising it would do nothing
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:

@@ -19,12 +19,14 @@ ROWS, CHUNK = 40_000, 400
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("sig", "executor", "starting"), [
-    (signal.SIGTERM, "inprocess", "jubako run: loading the service in this process..."),
-    (signal.SIGINT, "workers", "jubako run: starting 1 worker(s)..."),
-])
+@pytest.mark.parametrize(("sig", "executor", "starting", "sigint"), [
+    (signal.SIGTERM, "inprocess", "jubako run: loading the service in this process...", signal.SIG_DFL),
+    (signal.SIGINT, "workers", "jubako run: starting 1 worker(s)...", signal.SIG_DFL),
+    # a background job of a shell script starts with SIGINT ignored: SIGTERM still stops it
+    (signal.SIGTERM, "inprocess", "jubako run: loading the service in this process...", signal.SIG_IGN),
+], ids=["term", "int", "term-sigint-ignored"])
 def test_interrupt_says_how_to_resume(tmp_path: Path, onnx_bento: str, sig: signal.Signals, executor: str,
-                                      starting: str) -> None:
+                                      starting: str, sigint: signal.Handlers) -> None:
     src = tmp_path / "in with space.csv"
     pcsv.write_csv(feature_table(features(ROWS, seed=5)), src)
     out = tmp_path / "out.csv"
@@ -32,7 +34,7 @@ def test_interrupt_says_how_to_resume(tmp_path: Path, onnx_bento: str, sig: sign
     args = ["run", onnx_bento, "--input", str(src), "--output", str(out), "--keep-columns", "id", "--chunk-rows",
             str(CHUNK), "--executor", executor, "--workers", "1", "--progress"]  # progress: lines, no terminal
     proc = subprocess.Popen([*jubako_cli(), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     try:
         deadline = time.monotonic() + 180
         while not (parts / "done-000002.json").exists():
