@@ -7,16 +7,16 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class ProxyMetrics:
     def __init__(self, proxy: Any):
         r = self.registry = CollectorRegistry()
+        buckets = proxy.settings.metrics_latency_buckets  # metrics_latency_buckets (configuration.md)
         self.requests = Counter("jubako_requests", "Requests by API and HTTP status", ["api", "status"], registry=r)
         self.latency = Histogram(
-            "jubako_request_seconds", "Request latency in the proxy", ["api"], buckets=LATENCY_BUCKETS, registry=r
+            "jubako_request_seconds", "Request latency in the proxy", ["api"], buckets=buckets, registry=r
         )
         self.queue = Gauge("jubako_queue_items", "Items waiting to be batched", ["api"], registry=r)
         self.inflight = Gauge("jubako_inflight_batches", "Batches sent, not yet answered", ["api"], registry=r)
@@ -25,7 +25,7 @@ class ProxyMetrics:
         )
         self.batch_seconds = Histogram(
             "jubako_batch_seconds", "Batch round trip, proxy to worker and back", ["api"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            buckets=buckets, registry=r,
         )
         self.cost = Gauge("jubako_batch_cost_seconds", "Learned batch cost a + b*n", ["api", "term"], registry=r)
         workers = Gauge("jubako_workers_ready", "Workers connected with models loaded", registry=r)

@@ -330,10 +330,10 @@ class Proxy:
     # --- calls a worker does not answer --------------------------------------------
 
     def inflight_timeout(self, st: ApiState) -> float:
-        return max(self.settings.inflight_timeout_s, st.dispatcher.max_latency)
+        return max(self.batching[st.name].inflight_timeout_s, st.dispatcher.max_latency)
 
     async def _sweep_forever(self) -> None:
-        period = min(1.0, self.settings.inflight_timeout_s / 4)
+        period = min([1.0, *(self.inflight_timeout(st) / 4 for st in self.apis.values())])
         while True:
             await asyncio.sleep(period)
             self.sweep(time.monotonic())
@@ -491,7 +491,7 @@ def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.
     bundle = open_bento(bento)
     manifest = bundle.manifest
     settings = ProxySettings.load()
-    proxy = Proxy(manifest, workers, batching(manifest), settings, StaticSite.of(bundle.path, manifest))
+    proxy = Proxy(manifest, workers, batching(manifest, settings), settings, StaticSite.of(bundle.path, manifest))
     log.info("proxy for %s on http://%s:%d (workers %s)", manifest.tag, host, port,
              ",".join(f"{h}:{p}" for h, p in workers))
     event_loop_policy()

@@ -25,6 +25,8 @@ num_workers: 3     # the --workers flag wins
 batching:
   slow: {max_queue_items: 3}
   scale: {max_queue_items: 3}
+  linger: {max_latency_ms: 50, inflight_timeout_s: 0.1}   # 300 ms per item
+metrics_latency_buckets: [0.5, 30, 120]
 """
 
 
@@ -40,6 +42,10 @@ def test_the_config_file_sets_per_api_batching_under_flags_and_environment(runti
         assert httpx.post(server.url + "/slow", json=[1, 2, 3], timeout=30).json() == [2, 4, 6]
         # JUBAKO_BATCHING beats the file's 3 for this API
         assert httpx.post(server.url + "/scale", json=[1, 2, 3, 4], timeout=30).json() == [2, 4, 6, 8]
+        assert 'jubako_request_seconds_bucket{api="slow",le="120.0"}' in httpx.get(server.url + "/metrics").text
+        # this API's own in-flight timeout: its worker takes 300 ms, the file allows 0.1 s
+        r = httpx.post(server.url + "/linger", json=[1], timeout=30)
+        assert r.status_code == 504 and "did not answer within 0.1 s" in r.text, r.text
 
 
 @pytest.mark.parametrize("text, message", [
