@@ -58,9 +58,14 @@ def test_the_runtime_table_is_the_settings_model() -> None:
             assert default.startswith(f"`{_default(value)}`"), (name, default, _default(value))
 
 
-def test_the_example_config_file_is_valid() -> None:
+def test_the_example_config_files_are_valid() -> None:
     from jubako import safeyaml
+    from jubako.runtime.settings import read_file
 
     example = re.search(r"```yaml\n# jubako-runtime.yaml\n(.*?)```", DOC, re.S)
     assert example is not None
     check_config(safeyaml.load(example.group(1)), "the example")
+    files = list((Path(__file__).resolve().parents[2] / "examples").glob("*/jubako-runtime.yaml"))
+    assert files
+    for path in files:
+        assert read_file(path)
