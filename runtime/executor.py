@@ -20,8 +20,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from jubako.manifest import JSONSpec, TensorSpec, TextSpec
 from jubako.service import Api, Service
+from jubako.workers import wire
 
-from . import wire
 from .codec import shape_text
 from .staging import PinnedStaging
 

@@ -1,12 +1,13 @@
 """The proxy: the routes behind the HTTP server (``http.py``), in front of the workers.
 
-``POST /<api>`` (:meth:`Proxy.start_api`) decodes and validates the body (``codec``), then queues it in the API's
-:class:`~jubako.runtime.dispatcher.Dispatcher` (every API has one; a non-batchable API's
-batches hold one request; a request of more than a batch is split and gathered). The
-dispatcher is driven by events only: arrivals, results, and at most one timer per API for
-the moment it asked for; one sweep a second fails calls a worker has not answered within
-the in-flight timeout. Workers are reached over one
-TCP connection each (``wire``); each ``--workers`` host is resolved again and again.
+``POST /<api>`` (:meth:`Proxy.start_api`) decodes and validates the body (``codec``),
+then queues it in the API's :class:`~jubako.runtime.dispatcher.Dispatcher` (every API has
+one; a non-batchable API's batches hold one request; a request of more than a batch is
+split and gathered: ``split``). The dispatcher is driven by events only: arrivals,
+results, and at most one timer per API for the moment it asked for; one sweep a second
+fails calls a worker has not answered within the in-flight timeout. Each batch is one CALL
+on a worker link (``jubako.workers.link``); ``upstream`` keeps those links. Every other
+route is :meth:`Proxy.respond`. The server side of both is ``answer.py``'s interface.
 """
 
 from __future__ import annotations
@@ -14,23 +15,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-import orjson
 
 from jubako import logs
 from jubako.manifest import BentoManifest
+from jubako.workers.link import Address, WorkerLink
+from jubako.workers.wire import Result
 
-from . import wire
 from .answer import Answer, Headers, Sink, error
 from .codec import ApiCodec, InputError, is_json_type
 from .dispatcher import Batch, CostModel, Dispatcher, Refusal
 from .settings import Batching, ProxySettings
+from .split import Queued, split
 from .static import StaticSite
+from .upstream import Upstream
 
 log = logging.getLogger("jubako.runtime.proxy")
 
@@ -46,71 +48,6 @@ def event_loop_policy() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover - uvloop is a runtime dependency off Windows
         pass
-
-
-class WorkerLink(asyncio.Protocol):
-    """One TCP connection to one worker; many batches in flight, matched by id."""
-
-    def __init__(self, proxy: Proxy, addr: tuple[str, int]):
-        self.proxy = proxy
-        self.addr = addr
-        self.transport: asyncio.Transport | None = None
-        self.frames = wire.FrameReader()
-        self.pending: dict[int, InFlight] = {}
-        self.ready = False
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.info: dict[str, Any] = {}
-
-    def __repr__(self) -> str:
-        return f"worker {self.addr[0]}:{self.addr[1]}"
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            frames = self.frames.feed(data)
-        except ValueError:
-            log.exception("%s sent a bad frame; dropping it", self)
-            self.close()
-            return
-        try:
-            for body in frames:
-                kind = wire.kind_of(body)
-                if kind == wire.RESULT:
-                    self.proxy.on_result(self, wire.decode_result(body))
-                elif kind == wire.HELLO:
-                    self.info = orjson.loads(wire.decode_hello(body))
-                    self.ready = True
-                    self.proxy.worker_up(self)
-        except Exception:  # a result that does not decode or match its call: fail loudly, never hang
-            log.exception("%s sent a result the proxy cannot use; dropping the connection", self)
-            self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        was_ready, self.ready = self.ready, False
-        if was_ready:
-            self.proxy.worker_down(self)
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def send(self, frame: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(frame)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-class Queued(NamedTuple):
-    """A request's payload in the dispatcher: its decoded value and where its answer goes."""
-
-    value: Any
-    sink: Sink
 
 
 @dataclass(eq=False, slots=True)
@@ -142,15 +79,12 @@ class Proxy:
 
         self.settings = settings or ProxySettings.load()
         self.manifest = manifest
-        self.targets = workers
+        self.upstream: Upstream[InFlight] = Upstream(workers, self, self.settings.resolve_interval)
         self.batching = batching
-        self.links: dict[tuple[str, int], WorkerLink] = {}
-        self.ids = wire.MessageIds()
         self.m = metrics.ProxyMetrics(self)
+        self.upstream.on_lost = self.m.worker_lost.inc
         self.apis: dict[str, ApiState] = {}
         self.routes: dict[str, ApiState] = {}
-        self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self._resolver: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._docs: Any = None
@@ -175,18 +109,14 @@ class Proxy:
             self.m.attach(st)
             self.apis[spec.name] = st
             self.routes[spec.route] = st
-        self._resolver = asyncio.ensure_future(self._resolve_forever())
+        self.upstream.start()
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
 
     async def shutdown(self) -> None:
         self.stopping = True
-        for task in (self._resolver, self._sweeper):
-            if task:
-                task.cancel()
-        for t in self._tasks.values():
-            t.cancel()
-        for link in list(self.links.values()):
-            link.close()
+        if self._sweeper:
+            self._sweeper.cancel()
+        self.upstream.stop()
 
     def local_path(self, path: str) -> str | None:
         """``path`` without the root path prefix; None for a path outside it (404), but
@@ -199,65 +129,27 @@ class Proxy:
         return path if path in _ROOT_ROUTES else None
 
     @property
+    def links(self) -> dict[Address, WorkerLink[InFlight]]:
+        return self.upstream.links
+
+    @property
     def ready(self) -> bool:
-        return any(link.ready for link in self.links.values())
+        return self.upstream.ready
 
-    # --- workers ---------------------------------------------------------------------
+    # --- workers: the links' owner (jubako.workers.link.LinkOwner) ------------------
 
-    async def _resolve_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            wanted: set[tuple[str, int]] = set()
-            for host, port in self.targets:
-                try:
-                    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-                    wanted.update((info[4][0], port) for info in infos)
-                except OSError as e:
-                    log.warning("cannot resolve worker host %s: %s", host, e)
-            for addr in wanted - set(self._tasks):
-                self._tasks[addr] = asyncio.ensure_future(self._maintain(addr))
-            for addr in set(self._tasks) - wanted:
-                self._tasks.pop(addr).cancel()
-                link = self.links.get(addr)
-                if link:
-                    link.close()
-            await asyncio.sleep(self.settings.resolve_interval)
-
-    async def _maintain(self, addr: tuple[str, int]) -> None:
-        """Keep one connection to ``addr``; reconnect quickly after a loss."""
-        loop = asyncio.get_running_loop()
-        delay = 0.05
-        while not self.stopping:
-            try:
-                _, link = await loop.create_connection(lambda: WorkerLink(self, addr), addr[0], addr[1])
-            except OSError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                continue
-            delay = 0.05
-            self.links[addr] = link
-            try:
-                await asyncio.shield(link.closed)
-            except asyncio.CancelledError:
-                link.close()
-                raise
-            finally:
-                if self.links.get(addr) is link:
-                    del self.links[addr]
-            self.m.worker_lost.inc()
-            await asyncio.sleep(delay)
-
-    def worker_up(self, link: WorkerLink) -> None:
+    def link_up(self, link: WorkerLink[InFlight]) -> None:
         log.info("%s ready (pid %s)", link, link.info.get("pid"))
         for st in self.apis.values():
             st.dispatcher.add_worker(link)
             self.kick(st)
 
-    def worker_down(self, link: WorkerLink) -> None:
-        log.warning("%s lost with %d batch(es) in flight", link, len(link.pending))
-        pending, link.pending = link.pending, {}
-        for call in pending.values():
+    def link_down(self, link: WorkerLink[InFlight], unanswered: list[InFlight], was_up: bool) -> None:
+        for call in unanswered:
             _fail_call(call, 503, f"{link} was lost; retry")
+        if not was_up:
+            return
+        log.warning("%s lost with %d batch(es) in flight", link, len(unanswered))
         for st in self.apis.values():
             lost, stranded = st.dispatcher.remove_worker(link)
             for p in stranded:
@@ -290,23 +182,18 @@ class Proxy:
         self.kick(st)
 
     def _send_batch(self, st: ApiState, b: Batch) -> None:
-        link: WorkerLink = b.worker  # type: ignore[assignment]
-        mid = self.ids.take(link.pending)
+        link: WorkerLink[InFlight] = b.worker  # type: ignore[assignment]
         reqs = b.requests
         sizes = [p.items for p in reqs]
+        call = InFlight(st, b, b.dispatched_at)
         if st.codec.tensor_in:
             arr = reqs[0].payload.value if len(reqs) == 1 else np.concatenate([p.payload.value for p in reqs])
-            frame = wire.encode_call(mid, st.name, sizes, tensor=arr)
+            link.call(call, st.name, sizes, tensor=arr)
         else:
-            frame = wire.encode_call(mid, st.name, sizes, segments=[p.payload.value for p in reqs])
-        link.pending[mid] = InFlight(st, b, b.dispatched_at)
-        link.send(frame)
+            link.call(call, st.name, sizes, segments=[p.payload.value for p in reqs])
         st.batch_size.observe(b.items)
 
-    def on_result(self, link: WorkerLink, res: wire.Result) -> None:
-        call = link.pending.pop(res.id, None)
-        if call is None:
-            return
+    def link_result(self, link: WorkerLink[InFlight], call: InFlight, res: Result) -> None:
         st, target = call.st, call.target
         d = st.dispatcher
         now = d.clock()
@@ -381,7 +268,7 @@ class Proxy:
                     sink.answer(error(400, f"header {DEADLINE_HEADER.decode()}: not a number"))
                     return
         if items > d.max_batch_size:
-            r: Any = d.submit_many(*_split(st.codec, items, value, sink, d.max_batch_size), budget)
+            r: Any = d.submit_many(*split(st.codec, items, value, sink, d.max_batch_size), budget)
         else:
             r = d.submit(items, Queued(value, sink), budget)
         if isinstance(r, Refusal):
@@ -417,61 +304,6 @@ class Proxy:
         if found is None:
             return error(404, f"no route {local}; see /docs")
         return Answer(200, found[0], found[1])
-
-
-def _split(codec: ApiCodec, items: int, value: Any, sink: Sink, m: int) -> tuple[list[int], list[Queued]]:
-    """A request of more than a batch (``m`` items): its parts and their payloads, each
-    answering into one :class:`_Gather` that answers the request once all are back."""
-    starts = range(0, items, m)
-    sizes = [min(m, items - a) for a in starts]
-    if codec.tensor_in:
-        chunks = [value[a : a + m] for a in starts]
-    else:  # JSON items travel as the client's bytes: re-encode each part's slice
-        parsed = orjson.loads(value)
-        chunks = [orjson.dumps(parsed[a : a + m]) for a in starts]
-    gather = _Gather(sink, len(sizes))
-    return sizes, [Queued(chunk, _Part(gather, i)) for i, chunk in enumerate(chunks)]
-
-
-class _Gather:
-    """Joins the answers of a split request's parts: the first failure answers it (its
-    other parts are then ignored), else the JSON arrays are concatenated in order."""
-
-    __slots__ = ("sink", "bodies", "left")
-
-    def __init__(self, sink: Sink, n: int):
-        self.sink = sink
-        self.bodies: list[bytes] = [b""] * n
-        self.left = n
-
-    def answer(self, i: int, a: Answer) -> None:
-        if self.sink.done():
-            return
-        if a.status != 200:
-            self.sink.answer(a)
-            return
-        self.bodies[i] = a.body
-        self.left -= 1
-        if self.left == 0:  # each body is a compact JSON array (orjson): splice them
-            inner = [b[1:-1] for b in self.bodies if len(b) > 2]
-            self.sink.answer(Answer(200, b"[" + b",".join(inner) + b"]", a.content_type))
-
-
-class _Part:
-    """The sink of one part of a split request."""
-
-    __slots__ = ("gather", "index", "answered")
-
-    def __init__(self, gather: _Gather, index: int):
-        self.gather, self.index, self.answered = gather, index, False
-
-    def done(self) -> bool:
-        return self.answered or self.gather.sink.done()
-
-    def answer(self, a: Answer) -> None:
-        if not self.answered:
-            self.answered = True
-            self.gather.answer(self.index, a)
 
 
 def _fail_call(call: InFlight, status: int, message: str) -> None:

@@ -1,21 +1,18 @@
 """``jubako serve``: one proxy and N workers on this machine, supervised.
 
 The children are the same processes the operator's pods run (``python -m
-jubako.runtime proxy|worker``), talking TCP on 127.0.0.1. They live in their own
-session so that Ctrl-C reaches only this supervisor, which then stops them in order:
-the proxy first (it drains the requests it holds), then the workers. A child that dies
-is restarted; a child whose supervisor dies gets SIGTERM from the kernel (Linux).
+jubako.runtime proxy|worker``), talking TCP on 127.0.0.1, started as
+``jubako.workers.spawn`` starts every worker. Ctrl-C reaches only this supervisor, which
+then stops them in order: the proxy first (it drains the requests it holds), then the
+workers. A child that dies is restarted.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,21 +21,7 @@ from pathlib import Path
 
 from jubako.errors import JubakoError
 from jubako.manifest import STATIC_ROUTE
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not Linux: children outlive a SIGKILLed supervisor
-        pass
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+from jubako.workers.spawn import Child, free_port, runtime_command, worker_command, worker_env
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -54,34 +37,6 @@ def ensure_port_free(host: str, port: int) -> None:
             raise JubakoError(f"cannot listen on {host}:{port}: {e.strerror}") from None
 
 
-class Child:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
-        self.name, self.argv, self.env = name, argv, env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
-        self.started = 0.0
-
-    def start(self) -> None:
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
-        )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float) -> None:
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
 def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1",
           ready_timeout: float = 120.0, install: bool = False) -> None:
     from jubako.loader import open_bento
@@ -91,24 +46,19 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
         raise JubakoError("--workers must be >= 1")
     ensure_port_free(host, port)
     worker_python = _worker_python(bundle, install)
-    env = dict(os.environ)
-    if not env.get("JUBAKO_NUM_THREADS"):
-        env["JUBAKO_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    env = worker_env(workers)
     path = str(bundle.path)
-    # -P: never put the working directory on sys.path; from a checkout of this repository
-    # its operator/ folder would shadow the stdlib module (Python 3.12 imports it late).
-    py = [sys.executable, "-P", "-m", "jubako.runtime"]
     wports = [(free_port(), free_port()) for _ in range(workers)]
     # each worker writes why it could not start here, as a pod's container writes
     # /dev/termination-log; serve reports it once instead of restarting the worker forever
     notes = Path(tempfile.mkdtemp(prefix="jubako-serve-"))
     children = [
-        Child(f"worker {i}", [worker_python, *py[1:], "worker", "--bento", path, "--host", "127.0.0.1", "--port", str(p),
-                              "--http-port", str(h)], {**env, "JUBAKO_TERMINATION_LOG": str(_note(notes, i))})
+        Child(f"worker {i}", worker_command(path, p, h, worker_python),
+              {**env, "JUBAKO_TERMINATION_LOG": str(_note(notes, i))})
         for i, (p, h) in enumerate(wports)
     ]
     addrs = ",".join(f"127.0.0.1:{p}" for p, _ in wports)
-    proxy = Child("proxy", [*py, "proxy", "--bento", path, "--host", host, "--port", str(port),
+    proxy = Child("proxy", [*runtime_command(), "proxy", "--bento", path, "--host", host, "--port", str(port),
                             "--workers", addrs], env)
     stop = {"flag": False}
 

@@ -23,8 +23,8 @@ import orjson
 
 from jubako import logs
 from jubako.errors import JubakoError
+from jubako.workers import wire
 
-from . import wire
 from .executor import ApiRunner, failed, runners
 from .health import HealthServer
 

@@ -1,86 +1,61 @@
 """The runtime's own worker processes, driven over the runtime's wire protocol.
 
 ``jubako run`` starts N ``python -m jubako.runtime worker`` processes exactly as
-``jubako serve`` does (same command, same environment: ``JUBAKO_DEVICE``,
-``JUBAKO_NUM_THREADS`` = cores / N, pinned-memory staging, per-request re-runs after a
-failed batch) and plays the proxy's part: one TCP connection per worker, CALL frames out,
-RESULT frames back (``jubako.runtime.wire``), up to ``max_inflight_per_worker`` batches in
-flight on each so a worker never waits for the next batch. A worker that dies is started
-again and its batches are sent again.
+``jubako serve`` does (``jubako.workers.spawn``: same command, same environment:
+``JUBAKO_DEVICE``, ``JUBAKO_NUM_THREADS`` = cores / N) and plays the proxy's part over the
+same link (``jubako.workers.link``): one TCP connection per worker, CALL frames out,
+RESULT frames back, up to ``max_inflight_per_worker`` batches in flight on each so a
+worker never waits for the next batch. A worker that dies is started again and its
+batches are sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import socket
 import sys
 from typing import Any
 
 import numpy as np
-import orjson
 
 from jubako.errors import JubakoError
-from jubako.runtime import wire
-from jubako.runtime.serve import Child, free_port
+from jubako.workers.link import WorkerLink, connect
+from jubako.workers.spawn import Child, free_port, worker_command, worker_env
+from jubako.workers.wire import Result
 
 
 class WorkerLost(Exception):
     pass
 
 
-class _Link(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.frames = wire.FrameReader()
-        self.pending: dict[int, asyncio.Future[wire.Result]] = {}
-        loop = asyncio.get_running_loop()
-        self.hello: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self.closed: asyncio.Future[None] = loop.create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        for body in self.frames.feed(data):
-            kind = wire.kind_of(body)
-            if kind == wire.RESULT:
-                res = wire.decode_result(body)
-                fut = self.pending.pop(res.id, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(res)
-            elif kind == wire.HELLO and not self.hello.done():
-                self.hello.set_result(orjson.loads(wire.decode_hello(body)))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        pending, self.pending = self.pending, {}
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_exception(WorkerLost("the worker's connection was lost"))
-        if not self.hello.done():
-            self.hello.set_exception(WorkerLost("the worker closed the connection"))
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    @property
-    def alive(self) -> bool:
-        return self.transport is not None and not self.transport.is_closing() and not self.closed.done()
-
-
 class _Worker:
+    """One worker process and its link, whose :class:`LinkOwner` it is: each call is a future."""
+
     def __init__(self, index: int, bento: str, env: dict[str, str], python: str = sys.executable):
         self.index = index
         self.port = free_port()
-        argv = [python, "-P", "-m", "jubako.runtime", "worker", "--bento", bento, "--host", "127.0.0.1",
-                "--port", str(self.port), "--http-port", str(free_port())]
-        self.child = Child(f"worker {index}", argv, env)
-        self.link: _Link | None = None
+        self.child = Child(f"worker {index}", worker_command(bento, self.port, free_port(), python), env)
+        self.link: WorkerLink[asyncio.Future[Result]] | None = None
+        self.hello: asyncio.Future[dict[str, Any]] | None = None
         self.inflight = 0
         self.info: dict[str, Any] = {}
+
+    def link_up(self, link: WorkerLink[asyncio.Future[Result]]) -> None:
+        if self.hello is not None and not self.hello.done():
+            self.hello.set_result(link.info)
+
+    def link_result(self, link: WorkerLink[asyncio.Future[Result]], token: asyncio.Future[Result],
+                    result: Result) -> None:
+        if not token.done():
+            token.set_result(result)
+
+    def link_down(self, link: WorkerLink[asyncio.Future[Result]], unanswered: list[asyncio.Future[Result]],
+                  was_up: bool) -> None:
+        for fut in unanswered:
+            if not fut.done():
+                fut.set_exception(WorkerLost("the worker's connection was lost"))
+        if self.hello is not None and not self.hello.done():
+            self.hello.set_exception(WorkerLost("the worker closed the connection"))
 
 
 class WorkerPool:
@@ -88,15 +63,12 @@ class WorkerPool:
                  python: str = sys.executable):
         if workers < 1:
             raise JubakoError("--workers must be >= 1")
-        env = dict(os.environ)
-        if not env.get("JUBAKO_NUM_THREADS"):
-            env["JUBAKO_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        env = worker_env(workers)
         # the workers' logs would scribble over the progress bar; errors reach the error file
         env.setdefault("JUBAKO_LOG_LEVEL", "CRITICAL")
         self.workers = [_Worker(i, bento, env, python) for i in range(workers)]  # python: the bento's venv
         self.max_inflight = max_inflight
         self.ready_timeout = ready_timeout
-        self.ids = wire.MessageIds()
         self.changed: asyncio.Condition | None = None
         self.restarts = 0
         self.closing = False
@@ -117,13 +89,17 @@ class WorkerPool:
         delay = 0.05
         while True:
             if not w.child.alive():
-                code = w.child.proc.returncode if w.child.proc else None
+                code = w.child.returncode
                 raise JubakoError(f"worker {w.index} exited ({code}) before it was ready; see the messages above")
+            w.hello = loop.create_future()
+            link = None
             try:
-                _, link = await loop.create_connection(_Link, "127.0.0.1", w.port)
-                w.info = await asyncio.wait_for(link.hello, 30)
+                link = await connect(w, ("127.0.0.1", w.port))
+                w.info = await asyncio.wait_for(w.hello, 30)
                 break
             except (OSError, WorkerLost, TimeoutError):
+                if link is not None:
+                    link.close()
                 if loop.time() > deadline:
                     raise JubakoError(f"worker {w.index} not ready after {self.ready_timeout:.0f}s") from None
                 await asyncio.sleep(delay)
@@ -162,17 +138,15 @@ class WorkerPool:
             self.changed.notify(1)
 
     async def call(self, api: str, sizes: list[int], tensor: np.ndarray | None = None,
-                   segments: list[bytes] | None = None) -> wire.Result:
+                   segments: list[bytes] | None = None) -> Result:
         """Run one batch on the least loaded worker; sent again if the worker dies."""
         for attempt in itertools.count():
             w = await self._acquire()
             link = w.link
-            assert link is not None and link.transport is not None
-            mid = self.ids.take(link.pending)
-            fut: asyncio.Future[wire.Result] = asyncio.get_running_loop().create_future()
-            link.pending[mid] = fut
+            assert link is not None
+            fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
             try:
-                link.transport.write(wire.encode_call(mid, api, sizes, tensor=tensor, segments=segments))
+                link.call(fut, api, sizes, tensor=tensor, segments=segments)
                 return await fut
             except WorkerLost:
                 if attempt >= 2:
@@ -187,8 +161,8 @@ class WorkerPool:
     async def close(self) -> None:
         self.closing = True
         for w in self.workers:
-            if w.link is not None and w.link.transport is not None:
-                w.link.transport.close()
+            if w.link is not None:
+                w.link.close()
         await asyncio.get_running_loop().run_in_executor(None, self._stop_all)
 
     def _stop_all(self) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from jubako.runtime import wire
 from jubako.runtime.executor import runners
 from pydantic import BaseModel
 
 import jubako
+from jubako.workers import wire
 
 
 class Item(BaseModel):

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from jubako.runtime import wire
 from jubako.runtime.serve import free_port
 
 from jubako.store import Store
+from jubako.workers import wire
 
 from .conftest import serve, wait_for
 from .test_serve import post_all

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jubako.runtime import wire
+from jubako.workers import wire
 
 
 def test_message_ids_wrap_within_u32_and_skip_ids_still_in_flight() -> None:

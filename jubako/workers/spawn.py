@@ -1,0 +1,90 @@
+"""Starting the runtime's worker processes: one command line and one environment for
+``jubako serve`` (``runtime/serve.py``) and ``jubako run`` (``jubako/batch/workers.py``).
+
+A child lives in its own session (Ctrl-C reaches only its supervisor, which stops it in
+order) and gets SIGTERM from the kernel when its supervisor dies (Linux).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: children outlive a SIGKILLed supervisor
+        pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def runtime_command(python: str = sys.executable) -> list[str]:
+    """``python -P -m jubako.runtime``, the start of every runtime child's command line.
+    -P: never the working directory on sys.path; from a checkout of this repository its
+    operator/ folder would shadow the stdlib module (Python 3.12 imports it late)."""
+    return [python, "-P", "-m", "jubako.runtime"]
+
+
+def worker_command(bento: str, port: int, http_port: int, python: str = sys.executable,
+                   host: str = "127.0.0.1") -> list[str]:
+    """A worker serving ``bento``: batches on ``port``, probes and metrics on ``http_port``.
+    ``python`` may be the bento's own venv (``jubako.environment.prepare``)."""
+    return [*runtime_command(python), "worker", "--bento", bento, "--host", host, "--port", str(port),
+            "--http-port", str(http_port)]
+
+
+def worker_env(workers: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The workers' environment: ``base`` (this process's), with ``JUBAKO_NUM_THREADS`` =
+    cores / ``workers`` unless set, so N workers do not each spin a thread per core."""
+    env = dict(os.environ if base is None else base)
+    if not env.get("JUBAKO_NUM_THREADS"):
+        env["JUBAKO_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    return env
+
+
+class Child:
+    """One supervised process: started, polled, stopped (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+        self.name, self.argv, self.env = name, argv, env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc else None
+
+    def stop(self, timeout: float) -> None:
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
