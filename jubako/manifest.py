@@ -40,6 +40,11 @@ class FileEntry(_Strict):
 # --- API input/output types --------------------------------------------------------
 
 
+def shape_text(shape: list[int | None]) -> str:
+    """A tensor shape as messages show it: ``(n, 16)``, ``n`` for a free dimension."""
+    return "(" + ", ".join("n" if d is None else str(d) for d in shape) + ")"
+
+
 class TensorSpec(_Strict):
     """An n-dimensional array; ``None`` in ``shape`` is a free dimension."""
 

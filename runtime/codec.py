@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from jubako.manifest import ApiSpec, BytesSpec, JSONSpec, TensorSpec, TextSpec
+from jubako.manifest import ApiSpec, BytesSpec, JSONSpec, TensorSpec, TextSpec, shape_text
 
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
@@ -28,10 +28,6 @@ class InputError(Exception):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-
-
-def shape_text(shape: list[int | None]) -> str:
-    return "(" + ", ".join("n" if d is None else str(d) for d in shape) + ")"
 
 
 class ApiCodec:

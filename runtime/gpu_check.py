@@ -36,10 +36,9 @@ def main() -> None:
     for ex in ("mlp_torch", "mlp_onnx"):
         build(ROOT / "examples" / ex)
 
-    from jubako.runtime.executor import ApiRunner
-
     import jubako.models
     from jubako.loader import load_service, open_bento
+    from jubako.workers.executor import ApiRunner
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 16)).astype(np.float32)
@@ -64,8 +63,8 @@ def main() -> None:
                 api = svc.apis["predict"]
                 runner = ApiRunner(api, inst, device)
                 runner.input = TensorSpec(dtype="float32", shape=[None, 16], container="torch")
-                from jubako.runtime.executor import _Torch
-                from jubako.runtime.staging import PinnedStaging
+                from jubako.workers.executor import _Torch
+                from jubako.workers.staging import PinnedStaging
 
                 staging = None
                 if device == "cuda":

@@ -24,29 +24,11 @@ import orjson
 from jubako import logs
 from jubako.errors import JubakoError
 from jubako.workers import wire
+from jubako.workers.executor import ApiRunner, configure_threads, failed, runners
 
-from .executor import ApiRunner, failed, runners
 from .health import HealthServer
 
 log = logging.getLogger("jubako.runtime.worker")
-
-
-def configure_threads() -> str | None:
-    """Explicit thread counts for torch (when installed); returns the torch device."""
-    from jubako import devices
-
-    threads = devices.num_threads()
-    try:
-        import torch
-    except ImportError:
-        return None
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set, or parallel work has started
-        pass
-    return devices.torch_device()
 
 
 def load(bento: str | Path) -> tuple[Any, dict[str, ApiRunner], str | None]:

@@ -7,7 +7,7 @@ on its own thread with its own event loop (torch keeps per-thread state; a sync 
 runs on that thread directly, without a hop per batch). Models that release the GIL
 (onnxruntime, torch, numpy) run on N lanes at once.
 
-A lane runs the runtime worker's own executor (:class:`jubako.runtime.executor.ApiRunner`)
+A lane runs the runtime worker's own executor (:class:`jubako.workers.executor.ApiRunner`)
 on each batch, and takes the answer it would encode in a RESULT frame: same conversions,
 same re-runs, same messages as the worker path, so both paths give the same bytes. The caller hands a lane a
 whole group of batches at a time (:meth:`InProcessPool.run_group`), so the thread hop is
@@ -29,7 +29,7 @@ import numpy as np
 
 from jubako.errors import JubakoError
 from jubako.manifest import TensorSpec
-from jubako.runtime import wire
+from jubako.workers import wire
 
 T = TypeVar("T")
 
@@ -146,8 +146,7 @@ class InProcessPool:
 
     async def start(self) -> None:
         from jubako.loader import SRC_DIR, load_service, open_bento
-        from jubako.runtime.executor import runners
-        from jubako.runtime.worker import configure_threads
+        from jubako.workers.executor import configure_threads, runners
 
         self.changed = asyncio.Condition()
         bundle = open_bento(self.bento)

@@ -15,9 +15,6 @@ SERVERS = ("jubako.runtime", "jubako.registry", "jubako.operator")
 
 # Core modules that still reach into a server package (issue 16 item 1), and what they use.
 STILL_TO_MOVE = {
-    ("batch/inprocess.py", "jubako.runtime"),  # `from jubako.runtime import wire` (alias of jubako.workers.wire)
-    ("batch/inprocess.py", "jubako.runtime.executor"),  # the worker's executor, run in-process
-    ("batch/inprocess.py", "jubako.runtime.worker"),  # configure_threads
     ("batch/runner.py", "jubako.runtime.settings"),  # per-API batching read from the bento
     ("batch/storage.py", "jubako.registry.config"),  # S3 settings (JUBAKO_REGISTRY_S3_*)
 }
@@ -46,5 +43,6 @@ def test_core_imports_no_server_package() -> None:
 
 
 def test_the_worker_link_and_the_batch_pool_are_core_only() -> None:
-    for rel in ("workers/wire.py", "workers/link.py", "workers/spawn.py", "batch/workers.py"):
+    for rel in ("workers/wire.py", "workers/link.py", "workers/spawn.py", "workers/executor.py",
+                "workers/staging.py", "batch/workers.py", "batch/inprocess.py"):
         assert server_imports(CORE / rel) == set(), rel

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from jubako.runtime.executor import runners
 from pydantic import BaseModel
 
 import jubako
 from jubako.workers import wire
+from jubako.workers.executor import runners
 
 
 class Item(BaseModel):

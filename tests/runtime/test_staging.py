@@ -4,7 +4,8 @@ fake stream: a later batch never overwrites a buffer whose asynchronous copy is 
 from __future__ import annotations
 
 import torch
-from jubako.runtime.staging import PinnedStaging
+
+from jubako.workers.staging import PinnedStaging
 
 
 class FakeStream:

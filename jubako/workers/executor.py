@@ -1,4 +1,5 @@
-"""Running one wire CALL against the service instance, inside a worker.
+"""Running one wire CALL against the service instance: in a worker process
+(``runtime/worker.py``), or in ``jubako run``'s own process (``jubako/batch/inprocess.py``).
 
 Inputs are turned into the API's declared Python types (numpy arrays, torch tensors on
 the selected device through pinned host memory, pydantic models, str, bytes); a batch
@@ -18,16 +19,33 @@ import numpy as np
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from jubako.manifest import JSONSpec, TensorSpec, TextSpec
+from jubako.manifest import JSONSpec, TensorSpec, TextSpec, shape_text
 from jubako.service import Api, Service
-from jubako.workers import wire
 
-from .codec import shape_text
+from . import wire
 from .staging import PinnedStaging
 
 log = logging.getLogger("jubako.runtime.worker")
 
 OK = 200
+
+
+def configure_threads() -> str | None:
+    """Explicit thread counts for torch (when installed); returns the torch device."""
+    from jubako import devices
+
+    threads = devices.num_threads()
+    try:
+        import torch
+    except ImportError:
+        return None
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or parallel work has started
+        pass
+    return devices.torch_device()
 
 
 def _loc(err: dict[str, Any], prefix: str) -> str:
@@ -107,7 +125,7 @@ class ApiRunner:
         dev = self._torch.device
         if self._torch.staging is None:
             return t
-        # through a pinned buffer no queued copy still reads (runtime/staging.py), then an
+        # through a pinned buffer no queued copy still reads (staging.py), then an
         # asynchronous host->device copy
         return self._torch.staging.stage(t, lambda staged: staged.to(dev, non_blocking=True))
 
