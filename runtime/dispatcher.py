@@ -123,6 +123,9 @@ class Refusal:
     retry_after: float  # seconds
 
 
+_NO_WORKER = Refusal("no worker is ready", 1.0)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -184,24 +187,40 @@ class Dispatcher:
         b = self.max_latency if budget is None else min(max(budget, 0.0), self.max_latency)
         return now + b
 
-    def submit(self, items: int, payload: Any = None, budget: float | None = None) -> Pending | Refusal:
-        """Queue a request of ``items`` rows, or refuse it now if it cannot make its deadline."""
-        now = self.clock()
-        if items < 1 or items > self.max_batch_size:
-            raise ValueError(f"a request carries 1..{self.max_batch_size} items, not {items}")
+    def admits(self, items: int = 1, budget: float | None = None) -> Refusal | None:
+        """The refusal a request of ``items`` rows would get now, or None if it would be
+        queued: :meth:`submit`'s rule without queueing anything. The proxy asks it for one
+        item before it decodes a body: a request refused at one item is refused at any
+        size (the queue bound and the finish estimate only grow with the items), so under
+        overload a refusal costs no decoding."""
+        return self._admission(self.clock(), items, budget)[0]
+
+    def _admission(self, now: float, items: int, budget: float | None) -> tuple[Refusal | None, float]:
+        """(the refusal or None, the deadline) of ``items`` more rows arriving ``now``."""
         if not self._workers:
-            return Refusal("no worker is ready", 1.0)
+            return _NO_WORKER, 0.0
         if self.queued_items + items > self.max_queue_items:
-            return Refusal("queue full", self._drain_time(now, self.queued_items))
+            return Refusal("queue full", self._drain_time(now, self.queued_items)), 0.0
         deadline = self.deadline_for(now, budget)
         # With nothing queued and a worker idle, refusing helps no one, and a refused
         # request teaches the cost model nothing: a cost learned from a slow first batch
         # (CUDA warm-up, a stall) would then refuse every request forever. So admit it;
         # it runs at once and its timing corrects the estimate.
-        idle = not self.queue and any(not w.inflight for w in self._workers.values())
+        if not self.queue and any(not w.inflight for w in self._workers.values()):
+            return None, deadline
         finish = self.estimate_finish(now, self.queued_items + items)
-        if finish > deadline and not idle:
-            return Refusal("cannot finish within the latency budget", max(finish - deadline, 0.001))
+        if finish > deadline:
+            return Refusal("cannot finish within the latency budget", max(finish - deadline, 0.001)), deadline
+        return None, deadline
+
+    def submit(self, items: int, payload: Any = None, budget: float | None = None) -> Pending | Refusal:
+        """Queue a request of ``items`` rows, or refuse it now if it cannot make its deadline."""
+        now = self.clock()
+        if items < 1 or items > self.max_batch_size:
+            raise ValueError(f"a request carries 1..{self.max_batch_size} items, not {items}")
+        refusal, deadline = self._admission(now, items, budget)
+        if refusal is not None:
+            return refusal
         p = Pending(items, now, deadline, payload)
         self.queue.append(p)
         self.queued_items += items
@@ -218,12 +237,12 @@ class Dispatcher:
         if not sizes or any(n < 1 or n > self.max_batch_size for n in sizes):
             raise ValueError(f"each part carries 1..{self.max_batch_size} items, not {sizes}")
         if not self._workers:
-            return Refusal("no worker is ready", 1.0)
+            return _NO_WORKER
         if self.queued_items + total > self.max_queue_items:
             return Refusal("queue full", self._drain_time(now, self.queued_items))
         deadline = self.deadline_for(now, budget)
         finish = self.estimate_finish(now, self.queued_items + total)
-        if finish > deadline:
+        if finish > deadline:  # no idle exception: a split request is never one quick probe
             return Refusal("cannot finish within the latency budget", max(finish - deadline, 0.001))
         parts = [Pending(n, now, deadline, payload) for n, payload in zip(sizes, payloads, strict=True)]
         self.queue.extend(parts)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import math
 import signal
 import socket
 import time
@@ -28,6 +29,7 @@ import httptools
 
 from jubako.errors import JubakoError
 
+from .admission import Gate
 from .answer import Answer, Headers, error
 from .codec import JSON, error_body
 
@@ -205,6 +207,19 @@ class Connection(asyncio.Protocol):
         raw_path = url if q < 0 else url[:q]
         path = self.proxy.local_path(raw_path.decode("latin-1"))
         st = self.proxy.routes.get(path) if method == b"POST" and path is not None else None
+        if st is not None and not self.too_big:
+            # overload: refused before the body is decoded (runtime/admission.py)
+            refusal = self.server.gate.check(st.dispatcher)
+            if refusal is not None:
+                if keep_alive and not self.replies and self.transport is not None:
+                    self.transport.write(self.server.gate.response(refusal))  # pre-encoded
+                    self.server.record(st, 503, 0.0)
+                    return
+                reply = Reply(self, keep_alive, False, st)
+                self.replies.append(reply)
+                retry = b"%d" % max(1, math.ceil(refusal.retry_after))
+                reply.answer(error(503, f"overloaded: {refusal.reason}; retry", [(b"retry-after", retry)]))
+                return
         reply = Reply(self, keep_alive, method == b"HEAD", st)
         self.replies.append(reply)
         if st is not None:
@@ -266,6 +281,7 @@ class HttpServer:
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
         self._drained: asyncio.Event | None = None
+        self.gate = Gate()  # early refusals of API requests under overload
 
     def record(self, st: ApiState, status: int, seconds: float) -> None:
         counter = st.counters.get(status)

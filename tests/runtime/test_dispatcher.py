@@ -364,3 +364,22 @@ def test_a_split_request_is_admitted_or_refused_as_a_whole() -> None:
     submit(d2, 8)
     d2.poll()
     assert isinstance(d2.submit_many([8, 8, 8], [1, 2, 3]), Refusal)
+
+
+def test_admits_is_submits_rule_without_queueing() -> None:
+    # the proxy asks admits(1) before decoding a body: it must agree with submit, queue
+    # nothing, and a refusal at one item must hold for any size
+    d, clock = make(m=8, latency=0.05, a=0.004, b=0.001, queue=64)
+    assert d.admits(1) is None and d.queued_items == 0  # idle worker, nothing queued
+    for _ in range(200):
+        ahead = d.admits(1)
+        got = d.submit(1)
+        assert (ahead is None) == isinstance(got, Pending), (ahead, got)
+        if ahead is not None:
+            for k in (1, 3, 8):
+                assert isinstance(d.submit(k), Refusal)
+        clock.advance(0.0002)
+        d.poll()
+    assert d.admits(1) is not None  # the arrivals outran the worker: it refuses now
+    d2, _ = make(workers=0)
+    assert d2.admits(1) == d2.submit(1) == Refusal("no worker is ready", 1.0)

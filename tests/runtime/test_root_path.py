@@ -4,6 +4,7 @@ and a proxy with no worker connected: every API request is refused at once (503)
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -56,3 +57,35 @@ def test_with_no_worker_connected_api_requests_get_503_at_once(lonely_proxy: str
     r = httpx.post(lonely_proxy + "/v1" + route, timeout=5, **kw)
     assert r.status_code == 503, r.text
     assert int(r.headers["retry-after"]) >= 1 and "no worker" in r.json()["error"]
+
+
+def test_overload_refusals_come_before_the_body_is_decoded_and_keep_order(lonely_proxy: str) -> None:
+    """A refusal is decided before the body is decoded (runtime/admission.py): a malformed
+    body gets the 503 too, and the pre-encoded answer is the same bytes as the one framed
+    for a request answered behind another (pipelined), in request order."""
+    r = httpx.post(lonely_proxy + "/v1/steady", content=b"[1, oops", timeout=5)
+    assert r.status_code == 503 and "no worker" in r.json()["error"], r.text
+    port = int(lonely_proxy.rsplit(":", 1)[1])
+    post = b"POST /v1/steady HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 3\r\n%s\r\n[1]"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(post % b"")  # nothing in flight on the connection: the pre-encoded answer
+        first = _read_response(s)
+        # behind a pending answer (a probe), then one that closes the connection
+        s.sendall(b"GET /v1/livez HTTP/1.1\r\nhost: x\r\n\r\n" + post % b"" + post % b"connection: close\r\n")
+        probe, queued, last = _read_response(s), _read_response(s), _read_response(s)
+    assert first.startswith(b"HTTP/1.1 503 ") and b"\r\nretry-after: 1\r\n" in first
+    assert probe.startswith(b"HTTP/1.1 200 ") and probe.endswith(b"ok\n")
+    assert queued == first
+    assert last.startswith(b"HTTP/1.1 503 ") and b"\r\nconnection: close\r\n" in last
+
+
+def _read_response(s: socket.socket) -> bytes:
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(1)
+    head = buf.lower()
+    i = head.index(b"content-length: ") + len(b"content-length: ")
+    length = int(head[i : head.index(b"\r\n", i)])
+    while len(buf) < head.index(b"\r\n\r\n") + 4 + length:
+        buf += s.recv(1)
+    return buf
