@@ -231,7 +231,8 @@ async def closed_loop(target: Target, concurrency: int, seconds: float, warmup: 
 async def open_loop(target: Target, rate: float, seconds: float, *, seed: int = 0, drain: float = 3.0,
                     max_conns: int = 512, preopen: int = 32) -> dict[str, np.ndarray]:
     """Poisson arrivals for ``seconds``; returns per request: scheduled offset, latency
-    (from the scheduled time; for the unanswered, the time until ``drain`` s after the end) and status (0 = none)."""
+    (from the scheduled time; for the unanswered, the time until ``drain`` s after the end), status (0 = none)
+    and the generator's own lag (when it got to each request, after its scheduled time)."""
     loop = asyncio.get_running_loop()
     rng = np.random.default_rng(seed)
     n_max = int(rate * seconds * 1.3) + 20
@@ -239,6 +240,7 @@ async def open_loop(target: Target, rate: float, seconds: float, *, seed: int = 
     sched = sched[sched < seconds]
     n = len(sched)
     lat = np.full(n, np.inf)
+    lag = np.zeros(n)  # how late the generator itself got to each request (its own CPU share)
     status = np.zeros(n, dtype=np.int32)
     idle: list[Conn] = []
     for _ in range(min(preopen, max_conns)):
@@ -291,6 +293,7 @@ async def open_loop(target: Target, rate: float, seconds: float, *, seed: int = 
     while i < n:
         now = time.perf_counter() - start
         while i < n and sched[i] <= now:
+            lag[i] = now - sched[i]
             launch(i)
             i += 1
         if i < n:
@@ -305,7 +308,7 @@ async def open_loop(target: Target, rate: float, seconds: float, *, seed: int = 
     lat[missing] = time.perf_counter() - (start + sched[missing])
     for c in idle:
         c.close()
-    return {"sched": sched, "lat": lat, "status": status}
+    return {"sched": sched, "lat": lat, "status": status, "lag": lag}
 
 
 async def probe(target: Target, rate: float, slo: float, *, windows: int = 3, warmup: float = 1.0,
@@ -357,4 +360,5 @@ async def overload(target: Target, rate: float, slo: float, seconds: float = 5.0
         "served_within_slo_per_s": good / seconds, "codes": codes,
         "ok_p99_ms": pct(la[ok], 99) * 1000, "error_p50_ms": pct(err, 50) * 1000,
         "error_p99_ms": pct(err, 99) * 1000 if len(err) else math.nan,
+        "lag_p99_ms": pct(r["lag"][m], 99) * 1000,
     }

@@ -155,12 +155,16 @@ def server(system: str, model: str, env: dict[str, str], port: int, jubako_worke
 # --- one system --------------------------------------------------------------------------
 
 
-async def measure(system: str, model: str, port: int, quick: bool, srv: Server | None = None) -> dict[str, Any]:
+async def measure(system: str, model: str, port: int, quick: bool, srv: Server | None = None,
+                  capacity: float | None = None) -> dict[str, Any]:
     slo = MODELS[model]["slo"]
     target = loadgen.Target("127.0.0.1", port, "/predict", bodies(model))
     res: dict[str, Any] = {"load_before": loadavg()}
     # check the answer once, and warm up (the cost model learns, lazy inits happen)
     await loadgen.closed_loop(target, 4, 1.0 if not quick else 0.5, warmup=0.2)
+    if capacity is not None:  # --capacity: only the overload step, against a given max rate
+        res["max_rate_at_slo"] = capacity
+        return {**res, **await _overload(target, capacity, slo, quick)}
     closed = {}
     for c in CONCURRENCY:
         r = await loadgen.closed_loop(target, c, 3.0 if not quick else 1.0)
@@ -178,14 +182,19 @@ async def measure(system: str, model: str, port: int, quick: bool, srv: Server |
     res["max_rate_at_slo"] = max_rate
     res["probes"] = probes
     if max_rate > 0:
-        await asyncio.sleep(loadgen.PAUSE)
-        ov = await loadgen.overload(target, 1.5 * max_rate, slo, seconds=5.0 if not quick else 2.0)
-        ov["share_of_capacity_within_slo"] = ov["served_within_slo_per_s"] / max_rate
-        res["overload"] = ov
-        log(f"  overload {ov['offered_rate']:.0f} req/s: {ov['share_of_capacity_within_slo'] * 100:.0f}% of capacity "
-            f"within SLO, codes {ov['codes']}, error p99 {ov['error_p99_ms']:.1f} ms")
+        res.update(await _overload(target, max_rate, slo, quick))
     res["load_after"] = loadavg()
     return res
+
+
+async def _overload(target: loadgen.Target, max_rate: float, slo: float, quick: bool) -> dict[str, Any]:
+    await asyncio.sleep(loadgen.PAUSE)
+    ov = await loadgen.overload(target, 1.5 * max_rate, slo, seconds=5.0 if not quick else 2.0)
+    ov["share_of_capacity_within_slo"] = ov["served_within_slo_per_s"] / max_rate
+    log(f"  overload {ov['offered_rate']:.0f} req/s: {ov['share_of_capacity_within_slo'] * 100:.0f}% of capacity "
+        f"within SLO, codes {ov['codes']}, error p50/p99 {ov['error_p50_ms']:.1f}/{ov['error_p99_ms']:.1f} ms, "
+        f"ok p99 {ov['ok_p99_ms']:.1f} ms, generator lag p99 {ov['lag_p99_ms']:.1f} ms")
+    return {"overload": ov, "load_after": loadavg()}
 
 
 def raw(model: str, env: dict[str, str], seconds: float) -> dict[str, Any]:
@@ -234,10 +243,15 @@ def main() -> None:
     ap.add_argument("--jubako-workers", default="onnx=1,encoder=2",
                     help="worker processes of `jubako serve` per model")
     ap.add_argument("--quick", action="store_true", help="short runs, to debug the harness")
+    ap.add_argument("--capacity", default="",
+                    help="e.g. onnx=9000,encoder=600: skip the closed loop and the bisection and run only the "
+                         "overload step at 1.5x this max rate (to iterate on overload; not a recorded run)")
+    ap.add_argument("--no-raw", action="store_true", help="skip the raw in-process throughput")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     t_start = time.monotonic()
     jw = {k: int(v) for k, v in (p.split("=") for p in args.jubako_workers.split(","))}
+    cap = {k: float(v) for k, v in (p.split("=") for p in args.capacity.split(",") if p)}
     WORK.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "JUBAKO_HOME": str(WORK / "home"), "JUBAKO_LOG_LEVEL": "WARNING"}
     env.update(prepare(env))
@@ -264,14 +278,16 @@ def main() -> None:
         slo = MODELS[model]["slo"]
         log(f"== {model} (SLO {slo * 1000:.0f} ms)")
         entry: dict[str, Any] = {"title": MODELS[model]["title"], "slo_ms": slo * 1000, "systems": {}}
-        entry["raw"] = raw(model, env, 2.0 if args.quick else 5.0)
-        log(f"  raw batched throughput {entry['raw']['items_per_s']:.0f} items/s")
+        if not args.no_raw:
+            entry["raw"] = raw(model, env, 2.0 if args.quick else 5.0)
+            log(f"  raw batched throughput {entry['raw']['items_per_s']:.0f} items/s")
         for system in args.systems.split(","):
             port += 1
             log(f"-- {system} on :{port}")
             try:
                 with server(system, model, env, port, jw.get(model, 1)) as srv:
-                    entry["systems"][system] = asyncio.run(measure(system, model, port, args.quick, srv))
+                    entry["systems"][system] = asyncio.run(measure(system, model, port, args.quick, srv,
+                                                                   cap.get(model)))
             except Exception as e:  # a system that cannot run is reported, not fatal
                 log(f"  FAILED: {e}")
                 entry["systems"][system] = {"failed": str(e)}
@@ -282,6 +298,9 @@ def main() -> None:
     doc["wall_seconds"] = round(time.monotonic() - t_start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "runtime.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    if cap:  # an overload-only run has no tables to draw
+        log(f"done in {doc['wall_seconds']:.0f} s: {args.out}/runtime.json")
+        return
     report = [str(BENTO_VENV / "python"), str(HERE / "report.py"), str(args.out / "runtime.json"), str(args.out)]
     subprocess.run(report, check=True, cwd=HERE)
     log(f"done in {doc['wall_seconds']:.0f} s: {args.out}/runtime.json, runtime.md, runtime.png")
