@@ -382,8 +382,11 @@ def _tensor_column(tensor: np.ndarray | None, rows: np.ndarray, n: int, ok: np.n
         item = tuple(tensor.shape[1:])
     if len(rows) and tuple(tensor.shape[1:]) != item:
         raise JubakoError(f"the API returned rows of shape {tensor.shape[1:]}, expected {item}")
-    full = np.zeros((n, *item), dtype=tensor.dtype)
-    full[rows] = tensor
+    if len(rows) == n:  # every row scored: the results are the column as they are
+        full = tensor
+    else:
+        full = np.zeros((n, *item), dtype=tensor.dtype)
+        full[rows] = tensor
     mask = pa.array(~ok)
     if not item:
         return pa.array(full, mask=~ok)

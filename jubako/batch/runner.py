@@ -19,6 +19,7 @@ import re
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -327,9 +328,9 @@ async def _main(job: _Job) -> Summary:
 
         pool = WorkerPool(job.bento_path, job.opts.workers or 1, job.inflight, python=job.python)
     progress = _Progress(job.opts.progress, job.reader.total_rows, job.reader.total_bytes)
-    window: deque[asyncio.Task[Any]] = deque()
-    it = job.reader.chunks()
-    first = True
+    scoring: list[asyncio.Task[Any]] = []
+    commits: deque[asyncio.Task[int]] = deque()  # in chunk order, each after the one before
+    it = _prepared(job)
     try:
         if job.executor == "inprocess":
             progress.starting("loading the service in this process")
@@ -341,14 +342,11 @@ async def _main(job: _Job) -> Summary:
         t0 = progress.start = time.perf_counter()  # rows/s from the first batch on
         next_chunk = asyncio.ensure_future(asyncio.to_thread(next, it, None))
         while True:
-            chunk = await next_chunk
-            if chunk is None:
+            got = await next_chunk
+            if got is None:
                 break
+            chunk, items = got
             next_chunk = asyncio.ensure_future(asyncio.to_thread(next, it, None))  # read ahead
-            if first:
-                job.adapter.setup(job.reader.columns, chunk)
-                job.reader.only = job.adapter.needed()
-                first = False
             summary.chunks += 1
             summary.rows += chunk.rows
             if chunk.index < job.done:
@@ -358,22 +356,41 @@ async def _main(job: _Job) -> Summary:
                 summary.failed += int(failed)
                 progress.update(chunk.rows, False, chunk.bytes_read)
                 continue
-            window.append(asyncio.ensure_future(_score(job, pool, chunk)))
-            while len(window) > 1 or (window and window[0].done()):
-                summary.failed += await _commit(job, await window.popleft(), progress)
-        while window:
-            summary.failed += await _commit(job, await window.popleft(), progress)
+            assert items is not None
+            scored = asyncio.ensure_future(_score(job, pool, chunk, items))
+            scoring.append(scored)
+            before = commits[-1] if commits else None
+            commits.append(asyncio.ensure_future(_commit_in_turn(job, before, scored, progress)))
+            # the next chunk is scored while this one commits (its fsyncs are not the
+            # lanes' idle time); at most IN_FLIGHT chunks are held
+            while len(commits) >= IN_FLIGHT or (commits and commits[0].done()):
+                summary.failed += await commits.popleft()
+            scoring = [t for t in scoring if not t.done()]
+        while commits:
+            summary.failed += await commits.popleft()
         summary.seconds = time.perf_counter() - t0
     finally:
         progress.stop()
-        for t in window:
+        for t in (*scoring, *commits):
             t.cancel()
         await pool.close()
     return summary
 
 
-async def _score(job: _Job, pool: Any, chunk: formats.Chunk) -> tuple[formats.Chunk, Any, dict[int, str]]:
-    items: Items = job.adapter.items(chunk)
+def _prepared(job: _Job) -> Iterator[tuple[formats.Chunk, Items | None]]:
+    """The input's chunks, each with its API items (None for a chunk done before), made on
+    the read-ahead thread: reading and converting the next chunk overlap with scoring this
+    one (pyarrow's decoding and onnxruntime/torch release the GIL)."""
+    first = True
+    for chunk in job.reader.chunks():
+        if first:
+            job.adapter.setup(job.reader.columns, chunk)
+            job.reader.only = job.adapter.needed()
+            first = False
+        yield chunk, job.adapter.items(chunk) if chunk.index >= job.done else None
+
+
+async def _score(job: _Job, pool: Any, chunk: formats.Chunk, items: Items) -> tuple[formats.Chunk, Any, dict[int, str]]:
     errors = dict(items.errors)
     rows = items.rows
     n = len(rows)
@@ -477,6 +494,16 @@ def locate(message: str, row: int) -> str:
 
 def _json_items(segment: bytes) -> list[bytes]:
     return [orjson.dumps(v) for v in orjson.loads(segment)]
+
+
+IN_FLIGHT = 3  # chunks scored or being committed at once
+
+
+async def _commit_in_turn(job: _Job, before: asyncio.Task[int] | None, scored: asyncio.Task[Any],
+                          progress: _Progress) -> int:
+    if before is not None:
+        await before  # parts are committed in chunk order: a resumed run skips a prefix
+    return await _commit(job, await scored, progress)
 
 
 async def _commit(job: _Job, scored: tuple[formats.Chunk, Any, dict[int, str]], progress: _Progress) -> int:
