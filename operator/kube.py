@@ -26,6 +26,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("networking.k8s.io/v1", "Ingress"): "ingresses",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",  # only where the cluster serves it
     (f"{GROUP}/{VERSION}", KIND): PLURAL,
 }
 CHILD_KINDS = [
@@ -74,6 +75,7 @@ class Kube:
         self._timeout = timeout_s
         # Told the verb of every request (metrics); set by whoever owns the counters.
         self.on_request: Callable[[str], None] | None = None
+        self._served: set[str] = set()  # API group versions found served (never un-installed)
 
     def _call(
         self,
@@ -99,6 +101,18 @@ class Kube:
                 message = exc.reason
             raise KubeError(exc.status, str(message)) from None
         return json.loads(response.data or b"{}")
+
+    def served(self, api_version: str) -> bool:
+        """Whether the server serves an API group version (discovery; a yes is remembered)."""
+        if api_version not in self._served:
+            try:
+                self._call("GET", f"/apis/{api_version}")
+            except KubeError as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            self._served.add(api_version)
+        return True
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

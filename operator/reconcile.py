@@ -18,6 +18,7 @@ from typing import Any
 
 from jubako.tags import Tag
 
+from . import canary as canary_mod
 from . import status as status_mod
 from .apply import ApplyError, apply, merge_patch
 from .children import Children
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 API_VERSION = f"{GROUP}/{VERSION}"
 # Where the resolved tag is pinned (JSON: requested, resolved, digest).
 PIN_ANNOTATION = f"{GROUP}/pinned-bento"
-STATUS_KEYS = ("observedGeneration", "bento", "ready", "url", "proxy", "workers", "conditions")
+STATUS_KEYS = ("observedGeneration", "bento", "ready", "url", "proxy", "workers", "revisions", "conditions")
 
 
 def now() -> str:
@@ -155,11 +156,15 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
         observed.spec_problem = Problem("InvalidSpec", str(exc))
         _keep_previous_resolution(observed, pinned)
     if spec is not None:
+        pinned = canary_mod.promoted(spec, pinned, canary_mod.pin_of(body))
         _resolve(ctx, spec, pinned, observed)
+        canary = canary_mod.resolve(ctx, body, spec, observed)
         _write_pin(ctx, body, pinned, observed)
+        canary_mod.write_pin(ctx, body, observed)
         observed.url = service_url(owner, spec, ctx.settings)
         if observed.resolved and not observed.spec_problem:
-            children = render(owner, spec, Tag.parse(observed.resolved), ctx.settings)
+            children = render(owner, spec, Tag.parse(observed.resolved), ctx.settings, canary,
+                              canary_mod.gateway_api(ctx, spec, observed))
             try:
                 result = apply(ctx.kube, owner, children, ctx.children)
                 live = result.live
@@ -169,6 +174,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
     if live is None:  # nothing applied this time: report on whatever is there
         live = ctx.children.of(owner)
     _observe_children(ctx, owner, spec, live, observed)
+    canary_mod.observe(owner, spec, live, observed)
     new_status = status_mod.compute(observed, old_status, now())
     _write_status(ctx, body, old_status, new_status)
     registry_url = (spec.registry.url if spec else None) or ctx.settings.registry_url

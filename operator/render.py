@@ -3,7 +3,9 @@
 No I/O here. Every child carries the `app.kubernetes.io/*` labels, the owner reference and
 the selector labels the operator uses to find its children again. Names:
 `<bd>-proxy` (Deployment, PDB, HPA), `<bd>` (the proxy Service: the URL), `<bd>-worker-<group>`
-(Deployment, headless Service, PDB, HPA), `<bd>` (Ingress).
+(Deployment, headless Service, PDB, HPA), `<bd>` (Ingress or HTTPRoute). A canary revision
+renders the same set under the prefix `<bd>-canary` (its Ingress too: ingress-nginx splits
+traffic with a second, annotated Ingress; an HTTPRoute splits it by backend weights).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
@@ -19,7 +21,7 @@ import yaml
 from jubako.tags import Tag
 
 from .config import OperatorSettings
-from .spec import GROUP, KIND, VERSION, BentoDeploymentSpec, Component
+from .spec import CANARY, GROUP, KIND, VERSION, BentoDeploymentSpec, Component
 
 Manifest = dict[str, Any]
 
@@ -36,6 +38,8 @@ INSTALL_CONTAINER = "install-requirements"
 WORKER_COMMAND = [f"{DEPS_DIR}/env/bin/python3", "-P", "-c", "from jubako.cli import main; main()"]
 QUEUE_DEPTH_METRIC = "jubako_queue_items"
 GPU_RESOURCE = "nvidia.com/gpu"
+HTTPROUTE_API = "gateway.networking.k8s.io/v1"
+NGINX_CANARY = "nginx.ingress.kubernetes.io/canary"
 # Extended resources that put a worker on an accelerator, with the taint key of the nodes
 # that have them (None: the operator's gpu_taint_key). torch reaches NVIDIA GPUs, MIG slices
 # and AMD GPUs (ROCm) alike as "cuda".
@@ -64,6 +68,13 @@ class Owner:
     name: str
     namespace: str
     uid: str
+    # Rendering the canary revision: its children's names and selectors take the prefix
+    # `<name>-canary`; owner references and the deployment label still name the object.
+    canary: bool = False
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}-{CANARY}" if self.canary else self.name
 
 
 _LABEL_INVALID = re.compile(r"[^-A-Za-z0-9_.]")
@@ -80,11 +91,11 @@ def label_value(text: str) -> str:
 
 
 def proxy_name(owner: Owner) -> str:
-    return f"{owner.name}-proxy"
+    return f"{owner.prefix}-proxy"
 
 
 def worker_name(owner: Owner, group: str) -> str:
-    return f"{owner.name}-worker-{group}"
+    return f"{owner.prefix}-worker-{group}"
 
 
 def service_url(owner: Owner, spec: BentoDeploymentSpec, settings: OperatorSettings) -> str:
@@ -96,9 +107,11 @@ def service_url(owner: Owner, spec: BentoDeploymentSpec, settings: OperatorSetti
 
 
 def selector_labels(owner: Owner, component: str, group: str | None = None) -> dict[str, str]:
-    """Stable labels (a Deployment's selector is immutable: nothing version-dependent here)."""
+    """Stable labels (a Deployment's selector is immutable: nothing version-dependent here).
+    The canary's instance is `<name>-canary`, so no selector of one revision matches the
+    other's pods."""
     labels = {
-        "app.kubernetes.io/instance": owner.name,
+        "app.kubernetes.io/instance": owner.prefix,
         "app.kubernetes.io/component": component,
         DEPLOYMENT_LABEL: owner.name,
     }
@@ -138,9 +151,38 @@ def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]
 
 
 def render(
-    owner: Owner, spec: BentoDeploymentSpec, tag: Tag, settings: OperatorSettings
+    owner: Owner,
+    spec: BentoDeploymentSpec,
+    tag: Tag,
+    settings: OperatorSettings,
+    canary: Tag | None = None,
+    gateway_api: bool = True,
 ) -> list[Manifest]:
-    """Every child the BentoDeployment asks for, in a stable order."""
+    """Every child the BentoDeployment asks for, in a stable order.
+
+    `canary`: the canary's resolved tag (None: no canary, or not resolved yet, so every
+    request goes to the main revision). `gateway_api`: whether the cluster serves HTTPRoutes
+    (without it spec.gateway renders nothing; the caller reports why)."""
+    weight = spec.canary.weight if spec.canary is not None and canary is not None else None
+    children = _revision(owner, spec, tag, settings)
+    if weight is not None:
+        assert canary is not None
+        children += _revision(replace(owner, canary=True), spec, canary, settings)
+    proxy_labels = common_labels(owner, tag, "proxy")
+    if spec.ingress:
+        children.append(_ingress(owner, spec, proxy_labels))
+        if weight is not None:
+            assert canary is not None
+            canary_owner = replace(owner, canary=True)
+            children.append(_ingress(canary_owner, spec, common_labels(canary_owner, canary, "proxy"),
+                                     canary_weight=weight))
+    if spec.gateway and gateway_api:
+        children.append(_http_route(owner, spec, proxy_labels, weight))
+    return with_runtime_config(owner, spec, tag, children)
+
+
+def _revision(owner: Owner, spec: BentoDeploymentSpec, tag: Tag, settings: OperatorSettings) -> list[Manifest]:
+    """One revision's proxy and worker groups, with their Services and scaling."""
     children: list[Manifest] = []
     proxy_labels = common_labels(owner, tag, "proxy")
     children.append(_deployment(owner, spec, tag, settings, spec.proxy, proxy_name(owner), "proxy"))
@@ -152,9 +194,7 @@ def render(
         children.append(_deployment(owner, spec, tag, settings, group, name, "worker", group.name))
         children.append(_worker_service(owner, name, labels, group.name))
         children += _scaling(owner, group, name, labels, "worker", group.name)
-    if spec.ingress:
-        children.append(_ingress(owner, spec, proxy_labels))
-    return with_runtime_config(owner, spec, tag, children)
+    return children
 
 
 # --- pods -------------------------------------------------------------------------------
@@ -402,10 +442,10 @@ def _proxy_container(owner: Owner, spec: BentoDeploymentSpec) -> dict[str, Any]:
         {"name": "JUBAKO_WORKERS", "value": workers},
         {"name": "JUBAKO_DEVICE", "value": "cpu"},
     ]
-    if spec.ingress and spec.ingress.path.rstrip("/"):
-        # The Ingress forwards /v1/predict as is: the proxy serves its APIs under the prefix
-        # (probes and /metrics stay at the root too).
-        env.append({"name": "JUBAKO_ROOT_PATH", "value": spec.ingress.path.rstrip("/")})
+    if spec.route_path:
+        # The Ingress (or HTTPRoute) forwards /v1/predict as is: the proxy serves its APIs
+        # under the prefix (probes and /metrics stay at the root too).
+        env.append({"name": "JUBAKO_ROOT_PATH", "value": spec.route_path})
     if spec.batching:
         batching = {
             api: {
@@ -469,7 +509,7 @@ def _proxy_service(owner: Owner, labels: dict[str, str]) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(owner, owner.name, labels),
+        "metadata": _metadata(owner, owner.prefix, labels),
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(owner, "proxy"),
@@ -524,7 +564,7 @@ def _scaling(
             metrics.append({
                 "type": "Object",
                 "object": {
-                    "describedObject": {"apiVersion": "v1", "kind": "Service", "name": owner.name},
+                    "describedObject": {"apiVersion": "v1", "kind": "Service", "name": owner.prefix},
                     "metric": {"name": QUEUE_DEPTH_METRIC},
                     "target": {"type": "AverageValue", "averageValue": str(scaling.target_queue_depth)},
                 },
@@ -556,19 +596,27 @@ def _scaling(
     return children
 
 
-def _ingress(owner: Owner, spec: BentoDeploymentSpec, labels: dict[str, str]) -> Manifest:
+def _ingress(
+    owner: Owner, spec: BentoDeploymentSpec, labels: dict[str, str], canary_weight: int | None = None
+) -> Manifest:
+    """The revision's Ingress; the canary's is a second one for the same host and path that
+    ingress-nginx reads as a canary taking `canary_weight` percent of the requests."""
     ingress = spec.ingress
     assert ingress is not None
-    metadata = _metadata(owner, owner.name, labels)
-    if ingress.annotations:
-        metadata["annotations"] = dict(ingress.annotations)
+    metadata = _metadata(owner, owner.prefix, labels)
+    annotations = dict(ingress.annotations)
+    if canary_weight is not None:
+        annotations[NGINX_CANARY] = "true"
+        annotations[f"{NGINX_CANARY}-weight"] = str(canary_weight)
+    if annotations:
+        metadata["annotations"] = annotations
     body: dict[str, Any] = {
         "rules": [{
             "host": ingress.host,
             "http": {"paths": [{
                 "path": ingress.path,
                 "pathType": "Prefix",
-                "backend": {"service": {"name": owner.name, "port": {"name": "http"}}},
+                "backend": {"service": {"name": owner.prefix, "port": {"name": "http"}}},
             }]},
         }],
     }
@@ -580,6 +628,32 @@ def _ingress(owner: Owner, spec: BentoDeploymentSpec, labels: dict[str, str]) ->
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": metadata,
+        "spec": body,
+    }
+
+
+def _http_route(
+    owner: Owner, spec: BentoDeploymentSpec, labels: dict[str, str], canary_weight: int | None
+) -> Manifest:
+    """One rule to the proxy Services, split by weight when there is a canary."""
+    gateway = spec.gateway
+    assert gateway is not None
+    backends = [{"name": owner.name, "port": 80, "weight": 100 - (canary_weight or 0)}]
+    if canary_weight is not None:
+        backends.append({"name": replace(owner, canary=True).prefix, "port": 80, "weight": canary_weight})
+    body: dict[str, Any] = {
+        "parentRefs": [dict(ref) for ref in gateway.parent_refs],
+        "rules": [{
+            "matches": [{"path": {"type": "PathPrefix", "value": gateway.path}}],
+            "backendRefs": backends,
+        }],
+    }
+    if gateway.hostnames:
+        body["hostnames"] = list(gateway.hostnames)
+    return {
+        "apiVersion": HTTPROUTE_API,
+        "kind": "HTTPRoute",
+        "metadata": _metadata(owner, owner.name, labels),
         "spec": body,
     }
 

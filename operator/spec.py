@@ -23,13 +23,16 @@ VERSION = "v1alpha1"
 PLURAL = "bentodeployments"
 KIND = "BentoDeployment"
 MAX_NAME = 40
-# Names become Services (DNS-1035 labels). A name with a `-worker` segment could render a
-# child another BentoDeployment renders too (`col` + group `default` vs `col-worker-default`
-# both want Service col-worker-default): refusing it makes child names collision-free
-# (tests/operator/test_operator_validation.py checks this exhaustively on a small alphabet).
-# The CRD's CEL rules say the same.
+# Names become Services (DNS-1035 labels). A name with a `-worker` or `-canary` segment could
+# render a child another BentoDeployment renders too (`col` + group `default` vs
+# `col-worker-default` both want Service col-worker-default; `col`'s canary and
+# `col-canary` both want Service col-canary): refusing them makes child names collision-free
+# (tests/operator/test_operator_validation.py and test_operator_canary.py check this
+# exhaustively on a small alphabet). The CRD's CEL rules say the same.
 NAME_PATTERN = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-RESERVED_SEGMENT = re.compile(r"-worker(-|$)")
+RESERVED_SEGMENT = re.compile(r"-(worker|canary)(-|$)")
+CANARY = "canary"  # the name segment of the canary's children: <name>-canary[-proxy|-worker-<group>]
+MAX_CHILD_NAME = 63  # a Service name is a DNS-1035 label
 
 
 class SpecError(JubakoError):
@@ -222,6 +225,25 @@ class Ingress(_Model):
     tls: TLS | None = None
 
 
+RoutePath = Annotated[str, Field(pattern=r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*/?$")]
+
+
+class Canary(_Model):
+    """A second proxy + workers set serving another bento, taking `weight` percent of requests."""
+
+    bento: str
+    weight: int = Field(default=0, ge=0, le=100)
+
+
+class Gateway(_Model):
+    """Route through the Gateway API (an HTTPRoute attached to these parents), not an Ingress."""
+
+    parent_refs: list[dict[str, Any]] = Field(min_length=1, max_length=32)
+    hostnames: list[str] = Field(default_factory=list, max_length=16)
+    # Like ingress.path: the proxy serves its APIs under it.
+    path: RoutePath = "/"
+
+
 class BentoDeploymentSpec(_Model):
     bento: str
     registry: Registry = Field(default_factory=Registry)
@@ -243,17 +265,33 @@ class BentoDeploymentSpec(_Model):
         default_factory=lambda: [WorkerGroup(name="default")], min_length=1, max_length=8
     )
     ingress: Ingress | None = None
+    gateway: Gateway | None = None
+    canary: Canary | None = None
 
     @property
     def tag(self) -> Tag:
         return Tag.parse(self.bento)
 
+    @property
+    def route_path(self) -> str:
+        """The path prefix external traffic arrives under ("" for the root)."""
+        route = self.ingress or self.gateway
+        return route.path.rstrip("/") if route else ""
+
     @model_validator(mode="after")
     def _check(self) -> BentoDeploymentSpec:
         try:
             Tag.parse(self.bento)
+            if self.canary is not None:
+                Tag.parse(self.canary.bento)
         except InvalidTag as exc:
             raise ValueError(str(exc)) from None
+        if self.canary is not None and self.canary.bento == self.bento:
+            # Promotion sets bento to the canary's tag: the two must differ to tell them apart.
+            raise ValueError("canary.bento must differ from bento (to promote, set bento to"
+                             " the canary's tag and remove canary)")
+        if self.ingress is not None and self.gateway is not None:
+            raise ValueError("set ingress or gateway, not both")
         if self.proxy.autoscaling is not None and self.proxy.autoscaling.min_replicas == 0:
             raise ValueError("proxy.autoscaling.minReplicas must be at least 1: the proxy holds"
                              " the queue that wakes worker groups scaled to zero")
@@ -273,8 +311,8 @@ def check_name(name: str) -> None:
         )
     if RESERVED_SEGMENT.search(name):
         raise SpecError(
-            f"name {name!r} contains a '-worker' segment: its children's names could collide"
-            " with another BentoDeployment's worker groups"
+            f"name {name!r} contains a '-worker' or '-canary' segment: its children's names"
+            " could collide with another BentoDeployment's"
         )
 
 
@@ -284,9 +322,18 @@ def parse_spec(name: str, spec: Any) -> BentoDeploymentSpec:
     if not isinstance(spec, dict):
         raise SpecError(f"invalid spec: spec must be an object, got {type(spec).__name__}")
     try:
-        return BentoDeploymentSpec.model_validate(spec)
+        parsed = BentoDeploymentSpec.model_validate(spec)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in exc.errors()
         )
         raise SpecError(f"invalid spec: {problems}") from None
+    if parsed.canary is not None:
+        for group in parsed.workers:
+            child = f"{name}-{CANARY}-worker-{group.name}"
+            if len(child) > MAX_CHILD_NAME:
+                raise SpecError(
+                    f"invalid spec: canary: its worker group {group.name!r} would be named {child!r},"
+                    f" longer than {MAX_CHILD_NAME} characters (shorten the name or the group's)"
+                )
+    return parsed

@@ -28,6 +28,17 @@ class Problem:
 
 
 @dataclass
+class CanaryObserved:
+    """The canary revision: its tag, its resolution and the weight it was given."""
+
+    requested: str
+    weight: int
+    resolved: str | None = None
+    digest: str = ""
+    resolve_problem: Problem | None = None
+
+
+@dataclass
 class Observed:
     """Everything status depends on, gathered by the handler."""
 
@@ -38,7 +49,10 @@ class Observed:
     resolve_problem: Problem | None = None  # set when the registry did not answer as hoped
     spec_problem: Problem | None = None  # InvalidSpec / ApplyFailed: nothing (more) applied
     url: str | None = None
-    # component key ("proxy" or "worker/<group>") -> live Deployment (None: not there yet)
+    canary: CanaryObserved | None = None
+    route_problem: Problem | None = None  # e.g. spec.gateway on a cluster without the Gateway API
+    # component key ("proxy", "worker/<group>", "canary/proxy", "canary/worker/<group>")
+    # -> live Deployment (None: not there yet)
     deployments: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     pods: list[dict[str, Any]] = field(default_factory=list)
 
@@ -158,8 +172,16 @@ def compute(observed: Observed, previous_status: dict[str, Any], now: str) -> di
     ready = sum(c["ready"] for c in counts.values())
     desired = sum(c["desired"] for c in counts.values())
 
+    canary = observed.canary
+    canary_problem = canary.resolve_problem if canary else None
+
     # BentoResolved
-    if observed.resolved and observed.resolve_problem:
+    if observed.resolved and canary_problem and not observed.resolve_problem:
+        assert canary is not None
+        resolved_cond = (False, canary_problem.reason,
+                         f"canary {canary.requested}: {canary_problem.message}; still serving"
+                         f" {observed.resolved}" + (f" and canary {canary.resolved}" if canary.resolved else ""))
+    elif observed.resolved and observed.resolve_problem:
         # The new request is not resolved; what runs keeps running.
         resolved_cond = (False, observed.resolve_problem.reason,
                          f"{observed.resolve_problem.message}; still serving {observed.resolved}")
@@ -172,7 +194,8 @@ def compute(observed: Observed, previous_status: dict[str, Any], now: str) -> di
 
     # Degraded: the first problem a person should fix, whatever its subject.
     pods_problem = pod_problem(observed.pods)
-    problem = observed.spec_problem or observed.resolve_problem or pods_problem
+    problem = (observed.spec_problem or observed.resolve_problem or canary_problem
+               or observed.route_problem or pods_problem)
     # Each other condition's reason describes its own subject: a registry outage is
     # BentoResolved's business, never a reason for pods not being ready.
     nothing = "nothing deployed yet" + (f": {problem.message}" if problem else "")
@@ -231,7 +254,33 @@ def compute(observed: Observed, previous_status: dict[str, Any], now: str) -> di
         status["workers"] = workers
     if observed.url:
         status["url"] = observed.url
+    if canary is not None:
+        status["revisions"] = _revisions(observed, canary, counts)
     return status
+
+
+def _revisions(
+    observed: Observed, canary: CanaryObserved, counts: dict[str, dict[str, int]]
+) -> list[dict[str, Any]]:
+    """Each revision's bento, ready pods and weight (the canary's is 0 until it is resolved
+    and rendered: every request goes to the main revision until then)."""
+    weight = canary.weight if canary.resolved else 0
+    revisions = []
+    for name, requested, resolved, share in (
+        ("main", observed.requested, observed.resolved, 100 - weight),
+        ("canary", canary.requested, canary.resolved, weight),
+    ):
+        mine = [c for key, c in counts.items() if key.startswith("canary/") == (name == "canary")]
+        revision: dict[str, Any] = {
+            "name": name,
+            "requested": requested,
+            "ready": f"{sum(c['ready'] for c in mine)}/{sum(c['desired'] for c in mine)}",
+            "weight": share,
+        }
+        if resolved:
+            revision["bento"] = resolved
+        revisions.append(revision)
+    return revisions
 
 
 def transitions(old_status: dict[str, Any], new_status: dict[str, Any]) -> list[dict[str, Any]]:

@@ -34,3 +34,7 @@ def register(app: typer.Typer) -> None:
         run_operator(settings)
 
     app.add_typer(operator_app, name="operator")
+    # The operator's other commands: `jubako deploy promote|rollback` edit a BentoDeployment.
+    from . import deploy
+
+    deploy.register(app)
