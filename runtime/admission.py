@@ -42,7 +42,7 @@ from .dispatcher import Dispatcher, Refusal
 # few ms instead of growing until the dispatcher's deadlines refuse.
 PERIOD = 0.005
 LATE = 0.005
-BUSY = 0.8
+BUSY = 0.5
 SHED_LATE = 0.002
 TAU = 0.5
 ENTER, EXIT = 0.6, 0.2
