@@ -17,7 +17,7 @@ from jubako.tags import Tag
 from .kube import Kube, KubeError
 from .registry import ResolveError
 from .render import HTTPROUTE_API, Owner, proxy_name, worker_name
-from .spec import GROUP, KIND, VERSION, BentoDeploymentSpec
+from .spec import CANARY, GROUP, KIND, VERSION, BentoDeploymentSpec
 from .status import CanaryObserved, Observed, Problem
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ def write_pin(ctx: Context, body: dict[str, Any], observed: Observed) -> None:
     meta = body["metadata"]
     if (meta.get("annotations") or {}).get(CANARY_PIN_ANNOTATION) == text:
         return
+    if text is None:  # the canary is gone: clear its usage report too (report_usage)
+        ctx._reported.setdefault((meta["namespace"], usage_name(meta["name"])), {})
     ctx.kube.patch(API_VERSION, KIND, meta["namespace"], meta["name"],
                    {"metadata": {"annotations": {CANARY_PIN_ANNOTATION: text}}})
 
@@ -168,3 +170,32 @@ def rollback(kube: Kube, namespace: str, name: str) -> str:
     body = _get(kube, namespace, name)
     _patch(kube, body, {"canary": None})
     return str(body["spec"]["canary"]["bento"])
+
+
+# --- usage: the canary's version is in use too -------------------------------------------------
+
+
+def usage_name(name: str) -> str:
+    """The canary's usage record: `<name>-canary`, a name no BentoDeployment can have."""
+    return f"{name}-{CANARY}"
+
+
+def report_usage(ctx: Context, owner: Owner, registry_url: str, new_status: dict[str, Any]) -> None:
+    """Report the canary's version to the registry (so it cannot be deleted while it runs),
+    and clear that report once the canary is gone. Best effort, like the main report."""
+    key = (owner.namespace, usage_name(owner.name))
+    canary = next((r for r in new_status.get("revisions") or [] if r["name"] == "canary"), None)
+    registry = ctx.registry(registry_url)
+    if canary is None or not canary.get("bento"):
+        if key in ctx._reported and registry.clear(*key):
+            ctx._reported.pop(key, None)
+        return
+    payload = {"bento": canary["bento"], "cluster": ctx.settings.cluster_name,
+               "status": {"canaryOf": owner.name, "ready": canary["ready"], "weight": canary["weight"]}}
+    if ctx._reported.get(key) != payload and registry.report(*key, payload):
+        ctx._reported[key] = payload
+
+
+def forget(ctx: Context, namespace: str, name: str, registry_url: str) -> bool:
+    ctx._reported.pop((namespace, usage_name(name)), None)
+    return ctx.registry(registry_url).clear(namespace, usage_name(name))

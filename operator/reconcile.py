@@ -179,6 +179,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
     _write_status(ctx, body, old_status, new_status)
     registry_url = (spec.registry.url if spec else None) or ctx.settings.registry_url
     _report_usage(ctx, owner, registry_url, new_status)
+    canary_mod.report_usage(ctx, owner, registry_url, new_status)
 
 
 def previous_pin(body: dict[str, Any]) -> dict[str, str]:
@@ -333,4 +334,5 @@ def _report_usage(
 def forget(ctx: Context, namespace: str, name: str, registry_url: str | None) -> bool:
     """The object is being deleted: clear its usage in the registry (True when done)."""
     ctx._reported.pop((namespace, name), None)
-    return ctx.registry(registry_url or ctx.settings.registry_url).clear(namespace, name)
+    url = registry_url or ctx.settings.registry_url
+    return ctx.registry(url).clear(namespace, name) and canary_mod.forget(ctx, namespace, name, url)

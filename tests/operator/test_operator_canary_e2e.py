@@ -92,6 +92,9 @@ def test_canary_with_ingress_then_promote_serves_the_canarys_pinned_version(clus
     pin = json.loads(_bd(cluster)["metadata"]["annotations"][CANARY_PIN_ANNOTATION])
     assert pin == {"requested": "mlp-onnx:latest", "resolved": "mlp-onnx:v2",
                    "digest": registry.digest("mlp-onnx", "v2")}
+    # the canary's version is reported in use (the registry refuses to delete a used version)
+    wait_for("canary usage", lambda: registry.deployments.get("default/rollout-canary", {}).get("bento")
+             == "mlp-onnx:v2")
 
     # `latest` moves on; the canary stays on what it was pinned to, across spec changes too
     registry.publish("mlp-onnx", "v3")
@@ -125,6 +128,8 @@ def test_canary_with_ingress_then_promote_serves_the_canarys_pinned_version(clus
     assert body["status"]["bento"]["resolved"] == "mlp-onnx:v2"
     assert json.loads(body["metadata"]["annotations"][PIN_ANNOTATION])["resolved"] == "mlp-onnx:v2"
     assert CANARY_PIN_ANNOTATION not in body["metadata"]["annotations"]
+    wait_for("usage follows", lambda: "default/rollout-canary" not in (d := registry.deployments)
+             and d.get("default/rollout", {}).get("bento") == "mlp-onnx:v2")
 
 
 def test_rollback_removes_the_canary_and_leaves_the_main_revision_alone(cluster, registry, operator):
@@ -145,6 +150,8 @@ def test_rollback_removes_the_canary_and_leaves_the_main_revision_alone(cluster,
     assert {c[2]: _get(cluster, *c)["metadata"]["resourceVersion"] for c in MAIN_SET} == main_before
     assert _pulls(cluster, "rollout-proxy") == "mlp-onnx:v1"
     assert CANARY_PIN_ANNOTATION not in _bd(cluster)["metadata"]["annotations"]
+    wait_for("canary usage cleared", lambda: "default/rollout-canary" not in registry.deployments)
+    assert registry.deployments["default/rollout"]["bento"] == "mlp-onnx:v1"
     # nothing left to promote or roll back
     for verb in ("promote", "rollback"):
         result = _cli(cluster, verb)
