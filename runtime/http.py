@@ -313,7 +313,7 @@ class HttpServer:
         await self.proxy.startup()
         try:
             server = await loop.create_server(lambda: Connection(self), host, port, backlog=backlog,
-                                              reuse_address=True)
+                                              reuse_address=True, reuse_port=self.settings.reuse_port or None)
         except OSError as e:
             await self.proxy.shutdown()
             if e.errno == errno.EADDRINUSE:

@@ -40,7 +40,7 @@ def serve(bento: str, config: str | Path | None, host: str, install: bool, **fla
 
     s = settings(config, **flags)
     batching(open_bento(bento).manifest, s)  # a section naming no API of the bento: refuse now
-    do_serve(bento, port=s.port, workers=s.num_workers, host=host, install=install)
+    do_serve(bento, port=s.port, workers=s.num_workers, host=host, install=install, proxies=s.num_proxies)
 
 
 def proxy(config: str | Path | None, host: str, **flags: Any) -> None:

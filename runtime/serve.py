@@ -38,12 +38,15 @@ def ensure_port_free(host: str, port: int) -> None:
 
 
 def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1",
-          ready_timeout: float = 120.0, install: bool = False) -> None:
+          ready_timeout: float = 120.0, install: bool = False, proxies: int = 1) -> None:
     from jubako.loader import open_bento
 
     bundle = open_bento(bento)  # fail here, with a clear message, not in every child
     if workers < 1:
         raise JubakoError("--workers must be >= 1")
+    if not 1 <= proxies <= workers:
+        # each proxy admits against the workers it owns (docs/runtime.md, "Several proxies")
+        raise JubakoError(f"--proxies must be between 1 and --workers ({workers}): each proxy owns its own workers")
     ensure_port_free(host, port)
     worker_python = _worker_python(bundle, install)
     env = worker_env(workers)
@@ -57,9 +60,14 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
               {**env, "JUBAKO_TERMINATION_LOG": str(_note(notes, i))})
         for i, (p, h) in enumerate(wports)
     ]
-    addrs = ",".join(f"127.0.0.1:{p}" for p, _ in wports)
-    proxy = Child("proxy", [*runtime_command(), "proxy", "--bento", path, "--host", host, "--port", str(port),
-                            "--workers", addrs], env)
+    addrs = [f"127.0.0.1:{p}" for p, _ in wports]
+    # several proxies share the port (SO_REUSEPORT: the kernel spreads connections over
+    # them); proxy i owns workers i, i+N, ...
+    penv = {**env, "JUBAKO_REUSE_PORT": "1"} if proxies > 1 else env
+    fronts = [Child("proxy" if proxies == 1 else f"proxy {i}",
+                    [*runtime_command(), "proxy", "--bento", path, "--host", host, "--port", str(port),
+                     "--workers", ",".join(addrs[i::proxies])], penv)
+              for i in range(proxies)]
     stop = {"flag": False}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -69,35 +77,40 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
     try:
         for c in children:
             c.start()
-        proxy.start()
+        for f in fronts:
+            f.start()
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         announced = False
         deadline = time.monotonic() + ready_timeout
         while not stop["flag"]:
-            for c in [*children, proxy]:
+            for c in [*children, *fronts]:
                 if not c.alive() and not stop["flag"]:
                     code = c.proc.returncode if c.proc else None
                     if not announced:  # never served: restarting would fail the same way, forever
-                        if c is proxy:
-                            raise JubakoError(f"the proxy exited (code {code}) before it was ready; see above")
+                        if c in fronts:
+                            raise JubakoError(f"the {c.name} exited (code {code}) before it was ready; see above")
                         why = (notes / f"worker-{children.index(c)}").read_text().strip()
                         raise JubakoError(f"{c.name} could not start: {why or f'exited with code {code}'}")
                     print(f"jubako serve: {c.name} exited ({code}); restarting", file=sys.stderr, flush=True)
                     c.restarts += 1
                     c.start()
             if not announced:
-                if proxy.alive() and _ready(url):
+                # with several proxies each poll reaches one of them (a new connection each):
+                # ready once a run of polls, a few per proxy, all say so
+                if all(f.alive() for f in fronts) and all(_ready(url) for _ in range(1 if proxies == 1 else 4 * proxies)):
                     announced = True
                     ui = f", web UI at {url}{STATIC_ROUTE}/" if bundle.manifest.static else ""
+                    front = "" if proxies == 1 else f", {proxies} proxies"
                     print(f"jubako serve: {bundle.manifest.tag} ready at {url} "
-                          f"({workers} worker(s); docs at {url}/docs{ui})", file=sys.stderr, flush=True)
+                          f"({workers} worker(s){front}; docs at {url}/docs{ui})", file=sys.stderr, flush=True)
                 elif time.monotonic() > deadline:
                     raise JubakoError(f"not ready after {ready_timeout:.0f}s; see the messages above")
             time.sleep(0.1)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        proxy.stop(35)
+        for f in fronts:
+            f.stop(35)
         for c in children:
             c.stop(35)
         shutil.rmtree(notes, ignore_errors=True)

@@ -76,6 +76,10 @@ class RuntimeSettings(BaseSettings):
     port: int = Field(3000, ge=1, le=65535)
     workers: str = ""  # the proxy's worker addresses, host:port[,host:port...]
     num_workers: int = Field(1, ge=1)
+    # proxy processes `jubako serve` starts on the one port (SO_REUSEPORT), each owning
+    # num_workers / num_proxies workers (docs/runtime.md, "Several proxies")
+    num_proxies: int = Field(1, ge=1)
+    reuse_port: bool = False  # the proxy binds with SO_REUSEPORT (what serve sets for several)
     worker_port: int = Field(7000, ge=1, le=65535)
     worker_http_port: int = Field(7001, ge=1, le=65535)
     num_threads: int = Field(0, ge=0)
