@@ -3,16 +3,16 @@
 Into the local store, or with ``output`` into a self-contained bento directory (see
 docs/contracts.md): the bento's files, ``models/<name>/<version>/`` per model, and
 ``bento.yaml`` written last, so its presence means the directory is complete. Every file
-is checked against the manifest (size and sha256), and every manifest against its digest.
+is checked against the manifest (size and sha256) as it downloads (``download.py``), and
+every manifest against its digest.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,9 @@ from jubako.manifest import BentoManifest, ModelManifest, parse_manifest
 from jubako.store import Store
 from jubako.tags import Tag
 
+from .download import download
 from .progress import Progress
-from .registry import RegistryClient, RegistryError
-
-RETRIES = 3
+from .registry import RegistryClient
 
 
 @dataclass
@@ -37,54 +36,6 @@ class Pulled:
     path: str
     downloaded_bytes: int
     skipped: bool  # already in the local store
-
-
-def fetch(
-    client: RegistryClient,
-    url: str,
-    dest: Path,
-    size: int,
-    sha256: str,
-    progress: Progress,
-    task: int | None,
-) -> None:
-    """Download one file to ``dest``, resuming after transport errors, and verify it."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256()
-    got = 0
-    with open(dest, "wb") as out:
-        for attempt in range(RETRIES):
-            try:
-                if got >= size:
-                    break
-                with contextlib.closing(client.stream(url, start=got)) as resp:
-                    if got and resp.status_code != 206:  # no range support: start over
-                        out.seek(0)
-                        out.truncate()
-                        progress.advance(task, -got)
-                        h, got = hashlib.sha256(), 0
-                    for chunk in resp.iter_bytes(1 << 20):
-                        if got + len(chunk) > size:
-                            raise InvalidBundle(f"{dest.name}: more than the {size} bytes listed")
-                        out.write(chunk)
-                        h.update(chunk)
-                        got += len(chunk)
-                        progress.advance(task, len(chunk))
-                break
-            except (RegistryError, OSError) as e:
-                if attempt == RETRIES - 1 or (isinstance(e, RegistryError) and e.status):
-                    raise
-            except Exception as e:  # httpx read errors mid-stream
-                import httpx
-
-                if not isinstance(e, httpx.TransportError) or attempt == RETRIES - 1:
-                    raise
-    if got != size or h.hexdigest() != sha256:
-        dest.unlink(missing_ok=True)
-        raise InvalidBundle(
-            f"{dest.name}: downloaded {got} bytes with sha256 {h.hexdigest()}, the manifest"
-            f" lists {size} bytes with sha256 {sha256}"
-        )
 
 
 def _info(
@@ -122,7 +73,7 @@ def _download_all(
     task = progress.task(label, total)
     with ThreadPoolExecutor(max(1, parallel)) as pool:
         futures = [
-            pool.submit(fetch, client, url, dest, size, sha, progress, task)
+            pool.submit(download, client, url, dest, size, sha, partial(progress.advance, task))
             for url, dest, size, sha in jobs
         ]
         for f in futures:

@@ -63,7 +63,8 @@ def saved_login() -> dict[str, str]:
         return {}
 
 
-def _raise_for(resp: httpx.Response) -> None:
+def raise_for(resp: httpx.Response) -> None:
+    """Raise the RegistryError subclass for an unsuccessful response."""
     if resp.is_success:
         return
     try:
@@ -110,6 +111,8 @@ class RegistryClient:
         headers = {"User-Agent": "jubako-client"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        self.read_timeout = timeout
+        self.custom_transport = transport is not None  # downloads then stay on httpx
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
         t = httpx.Timeout(timeout, connect=15.0)
         self.http = httpx.Client(
@@ -133,7 +136,7 @@ class RegistryClient:
             resp = self.http.request(method, path, **kw)
         except httpx.TransportError as e:
             raise RegistryError(f"registry {self.url} unreachable: {e}") from None
-        _raise_for(resp)
+        raise_for(resp)
         return resp
 
     # --- versions -------------------------------------------------------------------
@@ -237,7 +240,7 @@ class RegistryClient:
         if not resp.is_success:
             resp.read()
             resp.close()
-            _raise_for(resp)
+            raise_for(resp)
         return resp
 
     # --- deployments (operator) and tokens ------------------------------------------
