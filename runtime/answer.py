@@ -1,17 +1,22 @@
 """The interface between the HTTP server (``http.py``) and the proxy (``proxy.py``).
 
-The server hands the proxy one API request and a :class:`Sink`; the proxy answers it
-exactly once with an :class:`Answer`: at once for a refusal (415, 422, 413, 503), else
-when the worker's result (or its loss, or the in-flight timeout) arrives. Every other
-route is one ``await proxy.respond(...)`` returning an :class:`Answer`.
+:class:`App` is all the server uses of the proxy. It looks each request's path up
+(``api``); an API request goes to ``start_api`` with a :class:`Sink`, which the proxy
+answers exactly once with an :class:`Answer`: at once for a refusal (415, 422, 413, 503),
+else when the worker's result (or its loss, or the in-flight timeout) arrives. Every other
+route is one ``await respond(...)`` returning an :class:`Answer`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from .codec import JSON, error_body
+
+if TYPE_CHECKING:
+    from .proxy import ApiState
+    from .settings import ProxySettings
 
 Headers = Sequence[tuple[bytes, bytes]]
 RETRY_SOON: Headers = ((b"retry-after", b"1"),)
@@ -42,3 +47,25 @@ class Sink(Protocol):
 
     def answer(self, a: Answer, /) -> None:
         """Deliver the answer (the first call wins)."""
+
+
+class App(Protocol):
+    """The proxy, as the HTTP server (``http.py``) sees it (``proxy.Proxy``)."""
+
+    settings: ProxySettings
+
+    async def startup(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+    def api(self, method: bytes, path: str) -> ApiState | None:
+        """The API a request goes to (``POST`` to its route, under the root path), else None."""
+
+    def start_api(self, st: ApiState, headers: Headers, body: bytes, sink: Sink) -> None:
+        """Validate one API request and queue it; ``sink`` is answered once."""
+
+    async def respond(self, method: str, path: str, headers: Headers) -> Answer:
+        """Every other route (``path`` percent-decoded)."""
+
+    def record(self, st: ApiState, status: int, seconds: float) -> None:
+        """Count one API answer and its latency (the server's refusals included)."""

@@ -30,11 +30,11 @@ import httptools
 from jubako.errors import JubakoError
 
 from .admission import Gate
-from .answer import Answer, Headers, error
+from .answer import Answer, App, Headers, error
 from .codec import JSON, error_body
 
 if TYPE_CHECKING:
-    from .proxy import ApiState, Proxy
+    from .proxy import ApiState
 
 log = logging.getLogger("jubako.runtime.proxy")
 
@@ -76,7 +76,7 @@ class Reply:
         self.result = a
         st = self.st
         if st is not None:
-            self.conn.server.record(st, a.status, time.perf_counter() - self.t0)
+            self.conn.proxy.record(st, a.status, time.perf_counter() - self.t0)
         self.conn.flush()
 
 
@@ -205,15 +205,14 @@ class Connection(asyncio.Protocol):
         url = self.url
         q = url.find(b"?")
         raw_path = url if q < 0 else url[:q]
-        path = self.proxy.local_path(raw_path.decode("latin-1"))
-        st = self.proxy.routes.get(path) if method == b"POST" and path is not None else None
+        st = self.proxy.api(method, raw_path.decode("latin-1"))
         if st is not None and not self.too_big:
             # overload: refused before the body is decoded (runtime/admission.py)
             refusal = self.server.gate.check(st.dispatcher)
             if refusal is not None:
                 if keep_alive and not self.replies and self.transport is not None:
                     self.transport.write(self.server.gate.response(refusal))  # pre-encoded
-                    self.server.record(st, 503, 0.0)
+                    self.proxy.record(st, 503, 0.0)
                     return
                 reply = Reply(self, keep_alive, False, st)
                 self.replies.append(reply)
@@ -273,7 +272,7 @@ class _Refused(Exception):
 
 
 class HttpServer:
-    def __init__(self, proxy: Proxy, max_body: int):
+    def __init__(self, proxy: App, max_body: int):
         self.proxy = proxy
         self.settings = proxy.settings
         self.max_body = max_body
@@ -282,13 +281,6 @@ class HttpServer:
         self.stopping = False
         self._drained: asyncio.Event | None = None
         self.gate = Gate()  # early refusals of API requests under overload
-
-    def record(self, st: ApiState, status: int, seconds: float) -> None:
-        counter = st.counters.get(status)
-        if counter is None:
-            counter = st.counters[status] = self.proxy.m.requests.labels(st.name, str(status))
-        counter.inc()
-        st.latency.observe(seconds)
 
     def idle_check(self) -> None:
         if self._drained is not None and not any(c.replies for c in self.connections):

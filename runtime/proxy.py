@@ -90,7 +90,6 @@ class Proxy:
         self._docs: Any = None
         self.static = static  # the bento's static web content, under /ui/ (runtime/static.py)
         self.root = self.settings.root
-        self.stopping = False
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -113,7 +112,6 @@ class Proxy:
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
 
     async def shutdown(self) -> None:
-        self.stopping = True
         if self._sweeper:
             self._sweeper.cancel()
         self.upstream.stop()
@@ -127,6 +125,19 @@ class Proxy:
         if path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
             return path[len(root):] or "/"
         return path if path in _ROOT_ROUTES else None
+
+    def api(self, method: bytes, path: str) -> ApiState | None:
+        if method != b"POST":
+            return None
+        local = self.local_path(path)
+        return self.routes.get(local) if local is not None else None
+
+    def record(self, st: ApiState, status: int, seconds: float) -> None:
+        counter = st.counters.get(status)
+        if counter is None:
+            counter = st.counters[status] = self.m.requests.labels(st.name, str(status))
+        counter.inc()
+        st.latency.observe(seconds)
 
     @property
     def links(self) -> dict[Address, WorkerLink[InFlight]]:
@@ -240,7 +251,7 @@ class Proxy:
                 _fail_call(call, 504, f"API {call.st.name!r}: {link} did not answer within {timeout:g} s")
             link.close()
 
-    # --- HTTP (the server's side: runtime/answer.py) -------------------------------
+    # --- HTTP: what the server calls (answer.App) -------------------------------------
 
     def start_api(self, st: ApiState, headers: Headers, body: bytes, sink: Sink) -> None:
         """Validate one API request and queue it; ``sink`` is answered once, at once for a
@@ -303,7 +314,8 @@ class Proxy:
         found = self._docs.get(local) if method in ("GET", "HEAD") else None
         if found is None:
             return error(404, f"no route {local}; see /docs")
-        return Answer(200, found[0], found[1])
+        body, content_type = found
+        return Answer(200, body, content_type)
 
 
 def _fail_call(call: InFlight, status: int, message: str) -> None:
