@@ -89,6 +89,7 @@ def test_the_crd_schema_takes_a_free_form_config() -> None:
                  "metadata": {"name": "demo", "namespace": "ml"}, "spec": {"bento": "mlp", "config": CONFIG}})
 
 
+@pytest.mark.slow  # the real operator and registry processes
 @pytest.mark.timeout(120)
 def test_the_operator_creates_updates_and_removes_the_configmap(cluster, operator) -> None:
     (cr,) = [copy.deepcopy(c) for c in load_examples() if c["metadata"]["name"] == "mlp-onnx"]

@@ -17,7 +17,7 @@ from jubako.store import Store
 
 from .conftest import serve
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]  # whole jubako serve processes
 
 CONFIG = """\
 port: 1            # the --port flag wins
