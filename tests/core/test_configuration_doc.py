@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from jubako.operator.config import OperatorSettings
 from jubako.registry.config import Settings as RegistrySettings
-from jubako.runtime.settings import ApiSettings, RuntimeSettings, check_config
+from jubako.runtime.settings import ApiSettings, RuntimeSettings, check_config, read_file
 from pydantic_settings import BaseSettings
 
+from jubako import safeyaml
 from jubako.config import Settings as ClientSettings
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
@@ -59,9 +60,6 @@ def test_the_runtime_table_is_the_settings_model() -> None:
 
 
 def test_the_example_config_files_are_valid() -> None:
-    from jubako import safeyaml
-    from jubako.runtime.settings import read_file
-
     example = re.search(r"```yaml\n# jubako-runtime.yaml\n(.*?)```", DOC, re.S)
     assert example is not None
     check_config(safeyaml.load(example.group(1)), "the example")
