@@ -35,8 +35,11 @@ CHILD_KINDS = [
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"),
     ("networking.k8s.io/v1", "Ingress"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("v1", "ConfigMap"),  # the runtime config file (spec.config)
 ]
+# Child kinds a cluster may not serve (CRDs): listed and watched only where it does.
+OPTIONAL_APIS = {"gateway.networking.k8s.io/v1"}
 MERGE_PATCH = "application/merge-patch+json"
 
 

@@ -23,7 +23,7 @@ from . import status as status_mod
 from .apply import ApplyError, apply, merge_patch
 from .children import Children
 from .config import OperatorSettings
-from .kube import CHILD_KINDS, Kube, KubeError
+from .kube import CHILD_KINDS, OPTIONAL_APIS, Kube, KubeError
 from .metrics import Metrics
 from .registry import RegistryClient, ResolveError
 from .render import (
@@ -94,6 +94,8 @@ def warm_up(ctx: Context) -> None:
     scopes: list[str | None] = list(ctx.settings.namespaces) or [None]
     for namespace in scopes:
         for api_version, kind in CHILD_KINDS:
+            if api_version in OPTIONAL_APIS and not ctx.kube.served(api_version):
+                continue  # no such API (yet): kopf's watch lists it if its CRD appears
             objects = ctx.kube.list_selected(
                 api_version, kind, namespace, f"app.kubernetes.io/managed-by={MANAGED_BY}")
             ctx.children.load(objects, kind, api_version)

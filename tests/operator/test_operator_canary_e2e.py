@@ -173,6 +173,13 @@ def test_gateway_api_split_when_the_cluster_serves_it(cluster, registry, operato
     assert route["spec"]["rules"][0]["backendRefs"] == [
         {"name": "rollout", "port": 80, "weight": 90}, {"name": "rollout-canary", "port": 80, "weight": 10}]
     wait_for("Degraded clears", lambda: (_condition(cluster, "Degraded") or {}).get("reason") == "AsExpected")
+    # HTTPRoutes are watched once the API exists: a hand edit is reverted, a deleted one returns
+    cluster.kube.patch("gateway.networking.k8s.io/v1", "HTTPRoute", NS, "rollout", {"spec": {"rules": [
+        {"backendRefs": [{"name": "rollout-canary", "port": 80, "weight": 100}]}]}})
+    wait_for("hand edit reverted", lambda: _get(cluster, "gateway.networking.k8s.io/v1", "HTTPRoute", "rollout")[
+        "spec"]["rules"][0]["backendRefs"][0] == {"name": "rollout", "port": 80, "weight": 90})
+    cluster.kube.delete("gateway.networking.k8s.io/v1", "HTTPRoute", NS, "rollout")
+    wait_for("HTTPRoute back", lambda: _get(cluster, "gateway.networking.k8s.io/v1", "HTTPRoute", "rollout"))
 
     assert _cli(cluster, "rollback").exit_code == 0
     wait_for("all traffic to main", lambda: _get(cluster, "gateway.networking.k8s.io/v1", "HTTPRoute", "rollout")[
