@@ -31,11 +31,12 @@ def markdown(doc: dict[str, Any]) -> str:
                     f"one process with {one['threads']} threads: {one['items_per_s']:.0f}/s, and {per['processes']} "
                     f"single-threaded processes side by side: {per['items_per_s']:.0f}/s).", ""]
         out += ["| system | max rate at SLO (req/s) | c=1 p50 / p99 (ms) | c=4 | c=16 | c=64 (ok req/s, p50 / p99 ms) "
-                "| errors in closed loop | overload 150 %: within SLO / capacity | overload codes | 503 p99 (ms) |",
-                "| --- | ---: | --- | --- | --- | --- | --- | ---: | --- | ---: |"]
+                "| errors in closed loop | overload 150 %: within SLO / capacity | overload codes | 503 p50 / p99 (ms) "
+                "| generator's own lag p99 (ms) |",
+                "| --- | ---: | --- | --- | --- | --- | --- | ---: | --- | ---: | ---: |"]
         for name, s in m["systems"].items():
             if "failed" in s:
-                out.append(f"| {name} | failed: {s['failed']} | | | | | | | | |")
+                out.append(f"| {name} | failed: {s['failed']} | | | | | | | | | |")
                 continue
             cl = s["closed"]
 
@@ -47,15 +48,18 @@ def markdown(doc: dict[str, Any]) -> str:
             out.append(
                 f"| {name} | **{s['max_rate_at_slo']:.0f}** | {cell('1')} | {cell('4')} | {cell('16')} | {cell('64')} "
                 f"| {errs} | {f(ov.get('share_of_capacity_within_slo', float('nan')) * 100, 0)} % "
-                f"| {ov.get('codes', '-')} | {f(ov.get('error_p99_ms'))} |")
+                f"| {ov.get('codes', '-')} | {f(ov.get('error_p50_ms'))} / {f(ov.get('error_p99_ms'))} "
+                f"| {f(ov.get('lag_p99_ms'))} |")
         out.append("")
     out += ["## Ratios against the targets", "", "| model | jubako / FastAPI (>= 1.5) | jubako / BentoML tuned (>= 4) "
             "| jubako / BentoML defaults | jubako / raw (>= 0.8, encoder) | c=1 p50 - FastAPI's (<= 1 ms) "
-            "| overload: capacity served within SLO (>= 95 %) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| overload: capacity served within SLO (>= 95 %) | 2 proxies / FastAPI |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for model, r in doc.get("ratios", {}).items():
         out.append(f"| {model} | {f(r.get('vs_fastapi'), 2)} | {f(r.get('vs_bentoml_tuned'), 2)} "
                    f"| {f(r.get('vs_bentoml_default'), 2)} | {f(r.get('vs_raw'), 2)} | {f(r.get('c1_p50_delta_ms'), 2)} "
-                   f"| {f((r.get('overload_share_within_slo') or float('nan')) * 100, 0)} % |")
+                   f"| {f((r.get('overload_share_within_slo') or float('nan')) * 100, 0)} % "
+                   f"| {f(r.get('proxies2_vs_fastapi'), 2)} |")
     return "\n".join(out) + "\n"
 
 
@@ -67,7 +71,7 @@ def plot(doc: dict[str, Any], path: Path) -> None:
 
     models = list(doc["models"])
     fig, axes = plt.subplots(1, len(models), figsize=(7 * len(models), 5), squeeze=False)
-    colors = {"jubako": "tab:blue", "fastapi": "tab:green", "bentoml-default": "tab:red", "bentoml-tuned": "tab:orange"}
+    colors = {"jubako": "tab:blue", "jubako-2proxies": "tab:purple", "fastapi": "tab:green", "bentoml-default": "tab:red", "bentoml-tuned": "tab:orange"}
     for ax, model in zip(axes[0], models, strict=True):
         m = doc["models"][model]
         for name, s in m["systems"].items():

@@ -44,6 +44,9 @@ MODELS: dict[str, dict[str, Any]] = {
                 "title": "4-layer encoder (torch, 32x16 -> 4)"},
 }
 SYSTEMS = ["jubako", "fastapi", "bentoml-default", "bentoml-tuned"]
+# jubako serve --proxies 2 (one worker each): for the HTTP-bound MLP only, by default
+PROXIES_SYSTEM = "jubako-2proxies"
+DEFAULT_SYSTEMS = {"onnx": ["jubako", PROXIES_SYSTEM, *SYSTEMS[1:]], "encoder": SYSTEMS}
 CONCURRENCY = [1, 4, 16, 64]
 
 
@@ -137,6 +140,10 @@ def server(system: str, model: str, env: dict[str, str], port: int, jubako_worke
     if system == "jubako":
         return Server(f"{system}-{model}", [str(VENV / "jubako"), "serve", spec["jubako"], "--port", str(port),
                                              "--workers", str(jubako_workers)], env, ROOT, port, "/readyz")
+    if system == PROXIES_SYSTEM:
+        return Server(f"{system}-{model}", [str(VENV / "jubako"), "serve", spec["jubako"], "--port", str(port),
+                                             "--workers", str(max(2, jubako_workers)), "--proxies", "2"],
+                      env, ROOT, port, "/readyz")
     if system == "fastapi":
         e = {**env, "BENCH_MODEL": model, "BENCH_PROCESSES": "2"}
         return Server(f"{system}-{model}", [str(VENV / "uvicorn"), "fastapi_app:app", "--port", str(port),
@@ -220,6 +227,8 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         j = s["jubako"]
         x: dict[str, Any] = {}
         jr = j["max_rate_at_slo"]
+        if PROXIES_SYSTEM in s and "fastapi" in s and s["fastapi"].get("max_rate_at_slo"):
+            x["proxies2_vs_fastapi"] = s[PROXIES_SYSTEM].get("max_rate_at_slo", 0) / s["fastapi"]["max_rate_at_slo"]
         for other, key in (("fastapi", "vs_fastapi"), ("bentoml-tuned", "vs_bentoml_tuned"),
                            ("bentoml-default", "vs_bentoml_default")):
             if other in s:
@@ -239,7 +248,8 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="onnx,encoder")
-    ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--systems", default=None,
+                    help=f"default: {','.join(DEFAULT_SYSTEMS['onnx'])} (onnx), {','.join(SYSTEMS)} (encoder)")
     ap.add_argument("--jubako-workers", default="onnx=1,encoder=2",
                     help="worker processes of `jubako serve` per model")
     ap.add_argument("--quick", action="store_true", help="short runs, to debug the harness")
@@ -281,7 +291,7 @@ def main() -> None:
         if not args.no_raw:
             entry["raw"] = raw(model, env, 2.0 if args.quick else 5.0)
             log(f"  raw batched throughput {entry['raw']['items_per_s']:.0f} items/s")
-        for system in args.systems.split(","):
+        for system in (args.systems.split(",") if args.systems else DEFAULT_SYSTEMS[model]):
             port += 1
             log(f"-- {system} on :{port}")
             try:
