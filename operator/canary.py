@@ -160,7 +160,10 @@ def promote(kube: Kube, namespace: str, name: str, force: bool = False) -> str:
     if not force and not (done == wanted and wanted not in ("", "0")):
         raise RolloutError(f"the canary's pods are not all ready ({ready or 'unknown'});"
                            " promote with --force to go ahead anyway")
-    _patch(kube, body, {"bento": tag, "canary": None})
+    spec: dict[str, Any] = {"bento": tag, "canary": None}
+    if body["spec"]["canary"].get("image"):  # a baked image goes with its bento
+        spec["image"] = body["spec"]["canary"]["image"]
+    _patch(kube, body, spec)
     return pin["resolved"]
 
 

@@ -167,7 +167,9 @@ def render(
     children = _revision(owner, spec, tag, settings)
     if weight is not None:
         assert canary is not None
-        children += _revision(replace(owner, canary=True), spec, canary, settings)
+        assert spec.canary is not None
+        canary_spec = spec.model_copy(update={"image": spec.canary.image})
+        children += _revision(replace(owner, canary=True), canary_spec, canary, settings)
     proxy_labels = common_labels(owner, tag, "proxy")
     if spec.ingress:
         children.append(_ingress(owner, spec, proxy_labels))

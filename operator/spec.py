@@ -233,6 +233,8 @@ class Canary(_Model):
 
     bento: str
     weight: int = Field(default=0, ge=0, le=100)
+    # The canary bento's own image, when `image` bakes the main one in (required then).
+    image: str | None = Field(default=None, min_length=1)
 
 
 class Gateway(_Model):
@@ -290,6 +292,10 @@ class BentoDeploymentSpec(_Model):
             # Promotion sets bento to the canary's tag: the two must differ to tell them apart.
             raise ValueError("canary.bento must differ from bento (to promote, set bento to"
                              " the canary's tag and remove canary)")
+        if self.canary is not None and (self.image is None) != (self.canary.image is None):
+            # A baked image holds one bento: the canary needs its own (or neither has one).
+            raise ValueError("set canary.image exactly when image is set (a bento's own image"
+                             " holds that bento only)")
         if self.ingress is not None and self.gateway is not None:
             raise ValueError("set ingress or gateway, not both")
         if self.proxy.autoscaling is not None and self.proxy.autoscaling.min_replicas == 0:

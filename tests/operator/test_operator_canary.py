@@ -149,8 +149,23 @@ def test_the_example_passes_the_crd_and_renders_a_canary():
     assert ("Ingress", "mlp-onnx-rollout-canary") in {(c["kind"], c["metadata"]["name"]) for c in children}
 
 
+def test_with_baked_images_the_canary_runs_its_own_image():
+    by = _render({**SPEC, "image": "reg.example.com/mlp:v1",
+                  "canary": {"bento": "mlp:v2", "weight": 5, "image": "reg.example.com/mlp:v2"}})
+    for (kind, name), child in by.items():
+        if kind == "Deployment":
+            pod = child["spec"]["template"]["spec"]
+            want = "reg.example.com/mlp:v2" if "canary" in name else "reg.example.com/mlp:v1"
+            assert pod["containers"][0]["image"] == want, name
+            assert pod["initContainers"] == []  # baked: nothing to pull or install
+
+
 @pytest.mark.parametrize(("spec", "message"), [
     ({"bento": "mlp:v1", "canary": {"bento": "mlp:v1"}}, "canary.bento must differ from bento"),
+    ({"bento": "mlp:v1", "image": "r/mlp:v1", "canary": {"bento": "mlp:v2"}},
+     "set canary.image exactly when image is set"),
+    ({"bento": "mlp:v1", "canary": {"bento": "mlp:v2", "image": "r/mlp:v2"}},
+     "set canary.image exactly when image is set"),
     ({"bento": "mlp", "ingress": {"host": "a.example.com"}, "gateway": GATEWAY}, "set ingress or gateway, not both"),
 ])
 def test_specs_that_cannot_split_traffic_are_refused(spec, message):

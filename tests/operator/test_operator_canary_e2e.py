@@ -186,3 +186,22 @@ def test_gateway_api_split_when_the_cluster_serves_it(cluster, registry, operato
         "spec"]["rules"][0]["backendRefs"] == [{"name": "rollout", "port": 80, "weight": 100}])
     for child in CANARY_SET:
         wait_for(f"{child[2]} deleted", lambda c=child: _get(cluster, *c) is None)
+
+
+def test_promote_refuses_an_unresolved_canary_and_carries_a_baked_image(cluster):
+    # No operator here: the object is written as the operator would leave it.
+    cluster.kube.create({
+        "apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "rollout", "namespace": NS},
+        "spec": {"bento": "mlp-onnx:v1", "image": "reg.example.com/mlp-onnx:v1",
+                 "canary": {"bento": "mlp-onnx:v2", "weight": 10, "image": "reg.example.com/mlp-onnx:v2"}},
+    })
+    refused = _cli(cluster, "promote", "--force")
+    assert isinstance(refused.exception, RolloutError) and "not resolved yet" in str(refused.exception)
+    pin = {"requested": "mlp-onnx:v2", "resolved": "mlp-onnx:v2", "digest": "sha256:0"}
+    cluster.kube.patch(API_VERSION, KIND, NS, "rollout", {"metadata": {"annotations": {
+        CANARY_PIN_ANNOTATION: json.dumps(pin)}}})
+    result = _cli(cluster, "promote", "--force")  # no status at all: forced
+    assert result.exit_code == 0, result.output
+    spec = _bd(cluster)["spec"]
+    assert (spec["bento"], spec["image"], "canary" in spec) == (
+        "mlp-onnx:v2", "reg.example.com/mlp-onnx:v2", False)
