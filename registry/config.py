@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from jubako.errors import ConfigError
+from jubako.s3 import S3Access
 
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "changethis"}
 
@@ -26,7 +27,7 @@ def _default_data_dir() -> Path:
     return config.home() / "registry"
 
 
-class Settings(BaseSettings):
+class Settings(S3Access):  # s3_endpoint_url, s3_region, keys, s3_addressing_style: jubako/s3.py
     model_config = SettingsConfigDict(env_prefix="JUBAKO_REGISTRY_", extra="ignore")
 
     data_dir: Path = Field(default_factory=_default_data_dir)
@@ -37,12 +38,7 @@ class Settings(BaseSettings):
     storage: Literal["auto", "local", "s3"] = "auto"  # auto: s3 when a bucket is set
     storage_dir: Path | None = None  # local backend; default <data_dir>/blobs
     s3_bucket: str = ""
-    s3_endpoint_url: str = ""
     s3_public_endpoint_url: str = ""  # the host clients reach, used to presign URLs
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str = ""
-    s3_secret_access_key: str = ""
-    s3_addressing_style: Literal["auto", "path", "virtual"] = "path"
     s3_prefix: str = ""
     s3_create_bucket: bool = False
     presign: bool = True  # hand out presigned S3 URLs; False streams through the registry

@@ -1,8 +1,9 @@
 """Where batch inputs and outputs live: a local path or an ``s3://bucket/key`` URL.
 
-S3 uses boto3 with the registry's settings (``JUBAKO_REGISTRY_S3_ENDPOINT_URL``,
-``_REGION``, ``_ACCESS_KEY_ID``, ``_SECRET_ACCESS_KEY``, ``_ADDRESSING_STYLE``; without
-keys, boto3's own chain: ``AWS_*`` variables, instance or pod identity). The bucket comes
+S3 uses boto3 with the settings it shares with the registry (``jubako/s3.py``:
+``JUBAKO_REGISTRY_S3_ENDPOINT_URL``, ``_REGION``, ``_ACCESS_KEY_ID``,
+``_SECRET_ACCESS_KEY``, ``_ADDRESSING_STYLE``; without keys, boto3's own chain: ``AWS_*``
+variables, instance or pod identity). The bucket comes
 from the URL. Reads stream (ranged GETs for Parquet, which needs to seek); the final
 output is a multipart upload that only appears when it completes, and each chunk's part
 is one PUT, so no reader ever sees a half-written object.
@@ -45,10 +46,10 @@ def s3_client() -> Any:
         import boto3
         from botocore.config import Config
 
-        from jubako.registry.config import Settings
+        from jubako.s3 import S3Access
 
         try:
-            s = Settings()
+            s = S3Access()
         except ValueError as e:
             raise ConfigError(f"S3 settings (JUBAKO_REGISTRY_S3_*): {e}") from None
         cfg = Config(

@@ -16,7 +16,6 @@ SERVERS = ("jubako.runtime", "jubako.registry", "jubako.operator")
 # Core modules that still reach into a server package (issue 16 item 1), and what they use.
 STILL_TO_MOVE = {
     ("batch/runner.py", "jubako.runtime.settings"),  # per-API batching read from the bento
-    ("batch/storage.py", "jubako.registry.config"),  # S3 settings (JUBAKO_REGISTRY_S3_*)
 }
 
 
