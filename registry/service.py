@@ -43,6 +43,7 @@ from .db.models import (
     VersionRef,
     utcnow,
 )
+from .domain.canonical import dump as canonical_dump
 from .errors import BadRequest, Conflict, Gone
 from .orphans import remove_orphans
 from .storage.base import DigestMismatch, PartsMissing, Storage, UploadGone
@@ -266,11 +267,28 @@ def list_repositories(db: Session, kind: str, prefix: str = "") -> list[dict[str
 
 
 @dataclass
+class PendingBlob:
+    """A blob the client is to upload, read as a row: a push can have tens of thousands,
+    too many for an ORM object each."""
+
+    digest: str
+    size: int
+    key: str
+    part_size: int
+    multipart_id: str
+    fresh: bool = False  # begun by this request: no part can have arrived (upload_out)
+
+    @property
+    def part_count(self) -> int:
+        return max(1, -(-self.size // self.part_size))
+
+
+@dataclass
 class CreateResult:
     version: Version
     upload: Upload | None
     created: bool
-    missing: list[BlobUpload] = field(default_factory=list)
+    missing: list[PendingBlob] = field(default_factory=list)
 
 
 MAX_PATH = 1024  # the version_files.path column
@@ -373,7 +391,7 @@ def _settle_existing(
         upload = db.scalar(select(Upload).where(Upload.version_id == existing.id))
         if upload is not None:
             upload.expires_at = utcnow() + timedelta(seconds=upload_timeout_s)
-            missing = _session_blobs(db, storage, upload, wanted, present, part_size)
+            missing = _session_blobs(db, storage, upload.id, wanted, present, part_size)
             audit(db, caller, f"{kind}.push.resume", existing.tag, upload=upload.id)
             return CreateResult(existing, upload, created=False, missing=missing)
         _drop(db, storage, existing)
@@ -410,7 +428,7 @@ def create_version(
     labels = _check_labels(labels or {})
     wanted = _wanted_blobs(m, max_files=max_files, max_blob_bytes=max_blob_bytes)
     present = _present_blobs(db, wanted)
-    dumped = m.dump()  # YAML is most of a large manifest's cost: dump it once
+    dumped = canonical_dump(m)  # m.dump()'s bytes, without an emitter pass per file
     canonical = dumped.decode()
     digest = "sha256:" + hashlib.sha256(dumped).hexdigest()
     refs: list[Version] = []
@@ -487,9 +505,9 @@ def create_version(
         raise Conflict(
             f"{kind} {name}:{version} is being pushed concurrently; retry", retry=True
         ) from None
-    if m.files:  # one multi-row INSERT, not an ORM object per file
+    if m.files:  # multi-row INSERTs on the table: no ORM object nor ORM bulk step per file
         db.execute(
-            insert(VersionFile),
+            insert(VersionFile.__table__),
             [
                 {"version_id": v.id, "path": f.path, "digest": f.sha256, "size": f.size}
                 for f in m.files
@@ -504,7 +522,7 @@ def create_version(
     )
     db.add(upload)
     db.flush()
-    missing = _session_blobs(db, storage, upload, wanted, present, part_size)
+    missing = _session_blobs(db, storage, upload.id, wanted, present, part_size)
     audit(db, caller, f"{kind}.push", v.tag, digest=digest, upload=upload.id)
     return CreateResult(v, upload, created=True, missing=missing)
 
@@ -546,45 +564,86 @@ def _present_blobs(db: Session, wanted: dict[str, int]) -> set[str]:
     return present
 
 
+_BLOB_UPLOAD_ROW = (
+    BlobUpload.id,
+    BlobUpload.digest,
+    BlobUpload.size,
+    BlobUpload.key,
+    BlobUpload.part_size,
+    BlobUpload.multipart_id,
+    BlobUpload.done,
+)
+
+
+def _pending(r: Any) -> PendingBlob:
+    return PendingBlob(r.digest, r.size, r.key, r.part_size, r.multipart_id)
+
+
+def pending_blobs(db: Session, upload_id: str) -> list[PendingBlob]:
+    """The session's blobs not uploaded yet."""
+    q = select(*_BLOB_UPLOAD_ROW).where(
+        BlobUpload.upload_id == upload_id, BlobUpload.done.is_(False)
+    )
+    return [_pending(r) for r in db.execute(q.order_by(BlobUpload.id))]
+
+
 def _session_blobs(
     db: Session,
     storage: Storage,
-    upload: Upload,
+    upload_id: str,
     wanted: dict[str, int],
     present: set[str],
     part_size: int,
-) -> list[BlobUpload]:
+) -> list[PendingBlob]:
     """Add to the session every blob of the version the registry lacks; return the
-    session's unfinished blob uploads."""
-    have = {b.digest: b for b in upload.blobs}
+    session's unfinished blob uploads. Set-based: one SELECT, one multi-row INSERT and one
+    bulk UPDATE, whatever the number of files."""
+    rows = db.execute(
+        select(*_BLOB_UPLOAD_ROW).where(BlobUpload.upload_id == upload_id).order_by(BlobUpload.id)
+    )
+    have = {r.digest: r for r in rows}
+    new: list[PendingBlob] = []
+    redo: dict[int, PendingBlob] = {}  # to (re)start: collected since, or never begun
     for d, size in wanted.items():
         if d in present:
             continue
         if size == 0:  # the empty blob (d is EMPTY_SHA256: checked by _wanted_blobs)
-            key = storage.key_for(d, upload.id)
+            key = storage.key_for(d, upload_id)
             storage.put_empty(key)
             _add_blob(db, storage, d, 0, key)
             continue
-        bu = have.get(d)
-        if bu is not None and bu.done:
-            bu.done = False  # its blob was collected since: upload it again
-            bu.multipart_id = ""
-        if bu is None:
-            key = storage.key_for(d, upload.id)
-            bu = BlobUpload(
-                upload_id=upload.id,
-                digest=d,
-                size=size,
-                key=key,
-                part_size=blob_part_size(size, part_size),
-            )
-            upload.blobs.append(bu)
-    new = [b for b in upload.blobs if not b.done and not b.multipart_id]
-    for bu, mid in zip(new, storage.begin_many([b.key for b in new]), strict=True):
-        bu.multipart_id = mid
-        bu.fresh = True  # not a column: no part can have arrived (upload_out skips asking)
-    db.flush()
-    return [b for b in upload.blobs if not b.done]
+        r = have.get(d)
+        if r is None:
+            key = storage.key_for(d, upload_id)
+            new.append(PendingBlob(d, size, key, blob_part_size(size, part_size), ""))
+        elif r.done or not r.multipart_id:  # done: its blob was collected since
+            redo[r.id] = PendingBlob(r.digest, r.size, r.key, r.part_size, "")
+    begin = new + list(redo.values())
+    for p, mid in zip(begin, storage.begin_many([p.key for p in begin]), strict=True):
+        p.multipart_id, p.fresh = mid, True
+    if new:
+        db.execute(
+            insert(BlobUpload.__table__),
+            [
+                {
+                    "upload_id": upload_id,
+                    "digest": p.digest,
+                    "size": p.size,
+                    "key": p.key,
+                    "part_size": p.part_size,
+                    "multipart_id": p.multipart_id,
+                    "done": False,
+                }
+                for p in new
+            ],
+        )
+    if redo:
+        db.execute(
+            update(BlobUpload),
+            [{"id": i, "done": False, "multipart_id": p.multipart_id} for i, p in redo.items()],
+        )
+    waiting = [redo.get(r.id) or _pending(r) for r in have.values() if r.id in redo or not r.done]
+    return waiting + new
 
 
 def blob_part_size(size: int, configured: int) -> int:
@@ -612,14 +671,16 @@ def get_upload(db: Session, upload_id: str) -> Upload:
     return upload
 
 
-def blob_upload(upload: Upload, digest: str) -> BlobUpload:
-    for b in upload.blobs:
-        if b.digest == digest:
-            return b
-    raise NotFound(f"blob {digest} is not part of upload {upload.id}")
+def blob_upload(db: Session, upload: Upload, digest: str) -> BlobUpload:
+    bu = db.scalar(
+        select(BlobUpload).where(BlobUpload.upload_id == upload.id, BlobUpload.digest == digest)
+    )
+    if bu is None:
+        raise NotFound(f"blob {digest} is not part of upload {upload.id}")
+    return bu
 
 
-def expected_part_size(bu: BlobUpload, number: int) -> int:
+def expected_part_size(bu: BlobUpload | PendingBlob, number: int) -> int:
     if not 1 <= number <= bu.part_count:
         raise BadRequest(f"part number must be between 1 and {bu.part_count}")
     if number < bu.part_count:
@@ -632,7 +693,7 @@ def complete_blob(
 ) -> None:
     """Assemble and verify one blob. Idempotent: concurrent or repeated completions of the
     same blob all answer alike, and a retry after a crash at any point finishes the job."""
-    bu = blob_upload(upload, digest)
+    bu = blob_upload(db, upload, digest)
     if bu.done:
         return
     key, multipart, size, parts, bu_id = bu.key, bu.multipart_id, bu.size, bu.part_count, bu.id
@@ -699,14 +760,23 @@ def complete_version(
     v = upload.version
     if digest != v.digest:
         raise InvalidBundle(f"digest {digest} does not match the manifest's {v.digest}")
-    for bu in upload.blobs:
-        if not bu.done:
-            raise Conflict(f"blob {bu.digest} has not been uploaded", missing=[bu.digest])
-    digests = {f.digest for f in version_files(db, v)}
-    present = (
-        set(db.scalars(select(Blob.digest).where(Blob.digest.in_(digests)))) if digests else set()
+    waiting = db.scalar(
+        select(BlobUpload.digest)
+        .where(BlobUpload.upload_id == upload.id, BlobUpload.done.is_(False))
+        .limit(1)
     )
-    missing = sorted(digests - present)
+    if waiting is not None:
+        raise Conflict(f"blob {waiting} has not been uploaded", missing=[waiting])
+    missing = sorted(
+        db.scalars(
+            select(VersionFile.digest)
+            .where(
+                VersionFile.version_id == v.id,
+                ~exists().where(Blob.digest == VersionFile.digest),
+            )
+            .distinct()
+        )
+    )
     if missing:
         raise Conflict(
             f"{len(missing)} blob(s) of {v.kind} {v.tag} are missing; push again", missing=missing
@@ -723,7 +793,7 @@ def complete_version(
         if v.state == READY and v.digest == digest:  # a joined pusher finished it first
             return v
         raise Conflict(f"{v.kind} {v.tag} is no longer being uploaded")
-    db.delete(upload)
+    _delete_upload(db, upload)
     audit(db, caller, f"{v.kind}.ready", v.tag, digest=v.digest, upload=upload.id)
     db.flush()
     db.refresh(v)
@@ -732,16 +802,26 @@ def complete_version(
 
 def abort_upload(db: Session, storage: Storage, caller: Caller, upload: Upload) -> None:
     v = upload.version
-    _abort_blobs(storage, upload)
+    _abort_blobs(db, storage, upload)
     v.state = FAILED
     v.updated_at = utcnow()
-    db.delete(upload)
+    _delete_upload(db, upload)
     audit(db, caller, f"{v.kind}.push.abort", v.tag, upload=upload.id)
 
 
-def _abort_blobs(storage: Storage, upload: Upload) -> None:
-    for bu in upload.blobs:
-        if not bu.done and bu.multipart_id:
+def _delete_upload(db: Session, upload: Upload) -> None:
+    # The database deletes its blob uploads (ON DELETE CASCADE): none is loaded to go.
+    db.execute(
+        delete(Upload)
+        .where(Upload.id == upload.id)
+        .execution_options(synchronize_session=False)
+    )
+    db.expunge(upload)
+
+
+def _abort_blobs(db: Session, storage: Storage, upload: Upload) -> None:
+    for bu in pending_blobs(db, upload.id):
+        if bu.multipart_id:
             with contextlib.suppress(Exception):
                 storage.abort(bu.key, bu.multipart_id)
 
@@ -749,7 +829,7 @@ def _abort_blobs(storage: Storage, upload: Upload) -> None:
 def _drop(db: Session, storage: Storage, v: Version) -> None:
     upload = db.scalar(select(Upload).where(Upload.version_id == v.id))
     if upload is not None:
-        _abort_blobs(storage, upload)
+        _abort_blobs(db, storage, upload)
     db.delete(v)
 
 

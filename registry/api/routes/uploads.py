@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from jubako.errors import InvalidBundle
 
 from ... import service
-from ...db.models import Blob, BlobUpload, Upload
+from ...db.models import Blob, Upload
 from ...errors import BadRequest
 from ...state import Registry
 from ...storage.base import Part
@@ -34,10 +34,12 @@ UploadId = Annotated[str, Path(pattern="^[0-9a-f]{32}$")]
 Digest = Annotated[str, Path(pattern="^[0-9a-f]{64}$")]
 
 
-def upload_out(reg: Registry, db: Session, upload: Upload, blobs: list[BlobUpload]) -> UploadOut:
+def upload_out(
+    reg: Registry, db: Session, upload: Upload, blobs: list[service.PendingBlob]
+) -> UploadOut:
     out = []
     # Ask storage only about blobs whose multipart upload was not begun by this request.
-    ask = [b for b in blobs if b.multipart_id and not getattr(b, "fresh", False)]
+    ask = [b for b in blobs if b.multipart_id and not b.fresh]
     got = reg.storage.parts_many([(b.key, b.multipart_id) for b in ask])
     receipts = {b.digest: r for b, r in zip(ask, got, strict=True)}
     for bu in blobs:
@@ -64,7 +66,7 @@ def upload_out(reg: Registry, db: Session, upload: Upload, blobs: list[BlobUploa
 @router.get("/{upload_id}", response_model=UploadOut, summary="An upload session (to resume it)")
 def get_upload(upload_id: UploadId, reg: RegistryDep, db: SessionDep, _: WriteCaller) -> UploadOut:
     upload = service.get_upload(db, upload_id)
-    return upload_out(reg, db, upload, [b for b in upload.blobs if not b.done])
+    return upload_out(reg, db, upload, service.pending_blobs(db, upload.id))
 
 
 def _spool(reg: Registry) -> tuple[int, str]:
@@ -96,7 +98,7 @@ async def put_part(
     def lookup() -> tuple[str, str, int, bool]:
         with reg.sessions() as db:
             upload = service.get_upload(db, upload_id)
-            bu = service.blob_upload(upload, digest)
+            bu = service.blob_upload(db, upload, digest)
             # Stored already (by another pusher of the same content): the part is not needed,
             # and its multipart upload may be completed and gone.
             done = bu.done or db.get(Blob, digest) is not None

@@ -1,0 +1,1 @@
+"""The registry's domain: its operations on metadata and blobs, free of HTTP."""
