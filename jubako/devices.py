@@ -27,6 +27,11 @@ def num_threads() -> int:
         raise ConfigError("JUBAKO_NUM_THREADS must be an integer") from None
 
 
+def thread_spinning() -> bool:
+    """Whether idle intra-op threads may spin-wait (``JUBAKO_THREAD_SPINNING``; off by default)."""
+    return os.environ.get("JUBAKO_THREAD_SPINNING", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 @cache
 def _torch_cuda() -> bool:
     try:

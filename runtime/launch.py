@@ -14,7 +14,7 @@ from typing import Any
 
 from jubako.errors import ConfigError
 
-from .settings import CONFIG_ENV, RuntimeSettings, batching, parse_workers
+from .settings import CONFIG_ENV, RuntimeSettings, batching, cpu_plan, parse_workers
 
 
 def settings(config: str | Path | None, **flags: Any) -> RuntimeSettings:
@@ -40,7 +40,25 @@ def serve(bento: str, config: str | Path | None, host: str, install: bool, **fla
 
     s = settings(config, **flags)
     batching(open_bento(bento).manifest, s)  # a section naming no API of the bento: refuse now
-    do_serve(bento, port=s.port, workers=s.num_workers, host=host, install=install, proxies=s.num_proxies)
+    # the CPU rule for what is not given; on a GPU one worker unless told (each would hold
+    # its own CUDA context and copy of the models)
+    plan = cpu_plan(cores(), s.num_workers or (1 if _gpu(s.device) else 0), s.num_threads)
+    os.environ["JUBAKO_NUM_THREADS"] = str(plan.threads)  # the workers' environment inherits it
+    do_serve(bento, port=s.port, workers=plan.workers, host=host, install=install, proxies=s.num_proxies)
+
+
+def cores() -> int:
+    """The CPUs this process may run on (a taskset or cpuset narrows os.cpu_count())."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _gpu(device: str) -> bool:
+    """Whether the workers will use a GPU, without importing torch here: asked for, or
+    ``auto`` on a machine with an NVIDIA driver."""
+    return device.startswith("cuda") or (device == "auto" and os.path.exists("/dev/nvidiactl"))
 
 
 def proxy(config: str | Path | None, host: str, **flags: Any) -> None:

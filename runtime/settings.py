@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -75,14 +75,17 @@ class RuntimeSettings(BaseSettings):
     bento: str | None = None
     port: int = Field(3000, ge=1, le=65535)
     workers: str = ""  # the proxy's worker addresses, host:port[,host:port...]
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(0, ge=0)  # 0: the CPU rule, cpu_plan() below
     # proxy processes `jubako serve` starts on the one port (SO_REUSEPORT), each owning
     # num_workers / num_proxies workers (docs/runtime.md, "Several proxies")
     num_proxies: int = Field(1, ge=1)
     reuse_port: bool = False  # the proxy binds with SO_REUSEPORT (what serve sets for several)
     worker_port: int = Field(7000, ge=1, le=65535)
     worker_http_port: int = Field(7001, ge=1, le=65535)
-    num_threads: int = Field(0, ge=0)
+    num_threads: int = Field(0, ge=0)  # 0: the CPU rule (serve), the library default (a pod)
+    # let idle intra-op threads spin-wait for work (onnxruntime's allow_spinning, OpenMP's
+    # OMP_WAIT_POLICY for torch): off, a spinning thread takes the core the proxy needs
+    thread_spinning: bool = False
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
     # --- batching: per API, then these defaults for every API, then the bento
     batching: dict[str, ApiSettings] = Field(default_factory=dict)
@@ -175,10 +178,34 @@ class RuntimeSettings(BaseSettings):
         env["JUBAKO_TERMINATION_LOG"] = str(self.termination_log)
         if self.num_threads:
             env["JUBAKO_NUM_THREADS"] = str(self.num_threads)
+        env["JUBAKO_THREAD_SPINNING"] = "1" if self.thread_spinning else "0"
         return env
 
 
 ProxySettings = RuntimeSettings  # the proxy's name for it before there was one object
+
+
+# The CPU rule (docs/runtime.md, "CPU defaults"; measured by bench/runtime/defaults.py):
+# one single-threaded worker per core beats fewer workers with more intra-op threads on
+# both the light and the heavy benchmark model, up to this many workers; past it each
+# worker gets more threads instead (every worker holds its own copy of the models).
+MAX_DEFAULT_WORKERS = 8
+
+
+class CpuPlan(NamedTuple):
+    workers: int
+    threads: int  # intra-op threads per worker (inter-op is always 1)
+
+
+def cpu_plan(cores: int, workers: int = 0, threads: int = 0) -> CpuPlan:
+    """Workers and intra-op threads for ``cores`` CPUs; ``workers`` / ``threads`` given (> 0)
+    are kept and the other is derived from them, so the workers' threads fill the cores."""
+    cores = max(1, cores)
+    if not workers:
+        workers = max(1, min(cores // (threads or 1), MAX_DEFAULT_WORKERS))
+    if not threads:
+        threads = max(1, cores // workers)
+    return CpuPlan(workers, threads)
 
 
 def read_file(path: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ Config = Annotated[
 def serve(
     bento: Annotated[str, typer.Argument(help="Bento tag (name[:version]) or a bento directory.")],
     port: Annotated[int | None, typer.Option("--port", "-p", help="HTTP port of the proxy [env JUBAKO_PORT, default 3000].")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes, each loads the models [env JUBAKO_NUM_WORKERS, default 1].")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes, each loads the models [env JUBAKO_NUM_WORKERS; default: one single-threaded worker per core, up to 8; 1 on a GPU].")] = None,
     proxies: Annotated[int | None, typer.Option("--proxies", help="Proxy processes on the one port, each owning its share of the workers (at most --workers) [env JUBAKO_NUM_PROXIES, default 1].")] = None,
     host: Annotated[str, typer.Option(help="Address the proxy listens on.")] = "127.0.0.1",
     install: Annotated[bool, typer.Option("--install", help="Install missing requirements into a per-bento venv [env JUBAKO_INSTALL].")] = False,

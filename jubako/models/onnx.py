@@ -145,6 +145,8 @@ def load_bundle(bundle: Bundle[ModelManifest]) -> OnnxModel:
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    # idle pool threads spin-wait by default in onnxruntime, taking the proxy's core
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if devices.thread_spinning() else "0")
     session = ort.InferenceSession(
         str(bundle.path / FILE), sess_options=opts, providers=devices.onnx_providers()
     )

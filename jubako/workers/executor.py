@@ -31,10 +31,16 @@ OK = 200
 
 
 def configure_threads() -> str | None:
-    """Explicit thread counts for torch (when installed); returns the torch device."""
+    """Explicit thread counts for torch (when installed); returns the torch device.
+    Without ``JUBAKO_THREAD_SPINNING=1`` OpenMP's idle threads sleep at once
+    (``OMP_WAIT_POLICY=PASSIVE``, read when torch loads, so only if it has not yet)."""
+    import os
+
     from jubako import devices
 
     threads = devices.num_threads()
+    if not devices.thread_spinning():
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
     except ImportError:

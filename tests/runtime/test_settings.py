@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from jubako.runtime.settings import RuntimeSettings, batching, check_config
+from jubako.runtime.settings import RuntimeSettings, batching, check_config, cpu_plan
 
 from jubako.errors import ConfigError
 from jubako.manifest import ApiSpec, BatchingSpec, BentoManifest, TextSpec
@@ -128,3 +128,32 @@ def test_export_env_hands_device_threads_and_logging_to_code_reading_the_environ
     assert env["JUBAKO_NUM_THREADS"] == "3" and env["JUBAKO_DEVICE"] == "cpu"
     assert (env["JUBAKO_LOG_LEVEL"], env["JUBAKO_LOG_FORMAT"]) == ("WARNING", "json")
     assert "JUBAKO_NUM_THREADS" not in RuntimeSettings.load().export_env({})  # 0: decided by whoever starts the worker
+
+
+@pytest.mark.parametrize(("cores", "workers", "threads", "plan"), [
+    (1, 0, 0, (1, 1)),
+    (2, 0, 0, (2, 1)),     # the measured machine: one single-threaded worker per core
+    (4, 0, 0, (4, 1)),
+    (8, 0, 0, (8, 1)),
+    (32, 0, 0, (8, 4)),    # past MAX_DEFAULT_WORKERS the workers get more threads instead
+    (2, 1, 0, (1, 2)),     # --workers given: its threads fill the cores
+    (8, 3, 0, (3, 2)),
+    (8, 16, 0, (16, 1)),   # more workers than cores: still one thread each
+    (8, 0, 2, (4, 2)),     # threads given: as many workers as fill the cores
+    (2, 0, 4, (1, 4)),
+    (4, 2, 2, (2, 2)),     # both given: kept
+    (0, 0, 0, (1, 1)),
+])
+def test_cpu_plan_is_one_single_threaded_worker_per_core_unless_told(
+        cores: int, workers: int, threads: int, plan: tuple[int, int]) -> None:
+    assert tuple(cpu_plan(cores, workers, threads)) == plan
+
+
+def test_the_defaults_leave_workers_to_the_rule_and_spinning_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JUBAKO_NUM_THREADS", raising=False)
+    monkeypatch.delenv("JUBAKO_THREAD_SPINNING", raising=False)
+    s = RuntimeSettings.load()
+    assert (s.num_workers, s.num_threads, s.thread_spinning) == (0, 0, False)
+    assert s.export_env({})["JUBAKO_THREAD_SPINNING"] == "0"
+    monkeypatch.setenv("JUBAKO_THREAD_SPINNING", "true")
+    assert RuntimeSettings.load().export_env({})["JUBAKO_THREAD_SPINNING"] == "1"
