@@ -46,6 +46,18 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
         time.sleep(0.05)
 
 
+def mark_ready(kube: Kube, namespace: str, name: str) -> None:
+    """Write a Deployment's status as its controller would once every pod is ready (the
+    emulator runs no controllers)."""
+    dep = kube.get("apps/v1", "Deployment", namespace, name)
+    assert dep is not None, name
+    replicas = dep["spec"].get("replicas", 1)
+    kube.patch("apps/v1", "Deployment", namespace, name, {"status": {
+        "observedGeneration": dep["metadata"]["generation"], "replicas": replicas,
+        "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas,
+    }}, subresource="status")
+
+
 class Cluster:
     """The emulator served over HTTP from its own thread and event loop."""
 

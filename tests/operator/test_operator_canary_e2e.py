@@ -8,7 +8,7 @@ import json
 
 import pytest
 from gateway_api import httproute_crd, validate_httproute
-from harness import wait_for
+from harness import mark_ready, wait_for
 from jubako.operator.canary import CANARY_PIN_ANNOTATION, RolloutError
 from jubako.operator.reconcile import API_VERSION, PIN_ANNOTATION
 from jubako.operator.spec import KIND
@@ -62,15 +62,6 @@ def _revisions(cluster):
     return ((_bd(cluster) or {}).get("status") or {}).get("revisions")
 
 
-def _mark_ready(cluster, name):
-    dep = _get(cluster, "apps/v1", "Deployment", name)
-    replicas = dep["spec"].get("replicas", 1)
-    cluster.kube.patch("apps/v1", "Deployment", NS, name, {"status": {
-        "observedGeneration": dep["metadata"]["generation"], "replicas": replicas,
-        "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas,
-    }}, subresource="status")
-
-
 def _cli(cluster, *args):
     return CliRunner().invoke(app, ["deploy", *args, "rollout", "--kubeconfig", str(cluster.kubeconfig)])
 
@@ -107,7 +98,7 @@ def test_canary_with_ingress_then_promote_serves_the_canarys_pinned_version(clus
     refused = _cli(cluster, "promote")
     assert isinstance(refused.exception, RolloutError) and "not all ready" in str(refused.exception)
     for _, _, name in [c for c in MAIN_SET + CANARY_SET if c[1] == "Deployment"]:
-        _mark_ready(cluster, name)
+        mark_ready(cluster.kube, NS, name)
     wait_for("revisions ready", lambda: _revisions(cluster) == [
         {"name": "main", "requested": "mlp-onnx:v1", "bento": "mlp-onnx:v1", "ready": "2/2", "weight": 75},
         {"name": "canary", "requested": "mlp-onnx:latest", "bento": "mlp-onnx:v2", "ready": "2/2", "weight": 25},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from harness import Operator, wait_for
+from harness import Operator, mark_ready, wait_for
 from jubako.operator.reconcile import API_VERSION
 from jubako.operator.spec import KIND
 from operator_manifests import load_examples
@@ -61,12 +61,7 @@ def _create(cluster, name="mlp-onnx"):
 
 
 def _mark_ready(cluster, name):
-    dep = _get(cluster, "apps/v1", "Deployment", name)
-    replicas = dep["spec"].get("replicas", 1)
-    cluster.kube.patch("apps/v1", "Deployment", NS, name, {"status": {
-        "observedGeneration": dep["metadata"]["generation"], "replicas": replicas,
-        "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas,
-    }}, subresource="status")
+    mark_ready(cluster.kube, NS, name)
 
 
 def test_create_renders_children_pins_latest_and_reports_usage(cluster, registry, operator):
