@@ -125,7 +125,10 @@ class RolloutError(JubakoError):
 
 
 def _get(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    body = kube.get(API_VERSION, KIND, namespace, name)
+    try:
+        body = kube.get(API_VERSION, KIND, namespace, name)
+    except KubeError as exc:
+        raise RolloutError(f"cannot read BentoDeployment {namespace}/{name}: {exc.message}") from None
     if body is None:
         raise RolloutError(f"BentoDeployment {namespace}/{name} not found")
     canary = (body.get("spec") or {}).get("canary")

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from jubako.errors import JubakoError
+
 if TYPE_CHECKING:
     from jubako.operator.kube import Kube
 
@@ -33,6 +35,10 @@ def _kube(kubeconfig: str | None, context: str | None, namespace: str | None) ->
     return Kube(make_api_client(kubeconfig, context)), namespace or "default"
 
 
+def _unreachable(exc: Exception) -> JubakoError:
+    return JubakoError(f"cannot reach the Kubernetes API: {exc}")
+
+
 def register(app: typer.Typer) -> None:
     deploy_app = typer.Typer(help="Promote or roll back a BentoDeployment's canary.", no_args_is_help=True)
 
@@ -45,10 +51,15 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Promote even if the canary's pods are not all ready."),
     ) -> None:
         """Serve the canary's version as the main revision and remove the canary."""
+        import urllib3
+
         from jubako.operator.canary import promote as promote_canary
 
         kube, ns = _kube(kubeconfig, context, namespace)
-        version = promote_canary(kube, ns, name, force=force)
+        try:
+            version = promote_canary(kube, ns, name, force=force)
+        except urllib3.exceptions.HTTPError as exc:
+            raise _unreachable(exc) from None
         typer.echo(f"{ns}/{name}: promoted {version}; the canary is removed")
 
     @deploy_app.command("rollback")
@@ -59,10 +70,15 @@ def register(app: typer.Typer) -> None:
         context: str | None = CONTEXT,
     ) -> None:
         """Remove the canary: every request goes to the main revision again."""
+        import urllib3
+
         from jubako.operator.canary import rollback as remove_canary
 
         kube, ns = _kube(kubeconfig, context, namespace)
-        tag = remove_canary(kube, ns, name)
+        try:
+            tag = remove_canary(kube, ns, name)
+        except urllib3.exceptions.HTTPError as exc:
+            raise _unreachable(exc) from None
         typer.echo(f"{ns}/{name}: canary {tag} removed")
 
     app.add_typer(deploy_app, name="deploy")

@@ -311,3 +311,33 @@ def test_an_unresolved_canary_takes_no_traffic_and_says_why():
     assert conditions["BentoResolved"]["message"].startswith("canary mlp:v9: mlp:v9 not found")
     assert conditions["Degraded"]["reason"] == "BentoNotFound"
     assert conditions["Available"]["status"] == "True"
+
+
+# --- the CLI's cluster access ------------------------------------------------------------------
+
+
+def test_deploy_commands_use_the_contexts_namespace_and_say_when_the_api_is_unreachable(tmp_path):
+    import socket
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from jubako.cli import app
+    from jubako.errors import JubakoError
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "a",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u", "namespace": "team-a"}},
+                     {"name": "b", "context": {"cluster": "c", "user": "u"}}],
+    }))
+    for extra, namespace in (([], "team-a"), (["--context", "b"], "default"), (["-n", "x"], "x")):
+        result = CliRunner().invoke(app, ["deploy", "rollback", "demo", "--kubeconfig", str(kubeconfig), *extra])
+        assert isinstance(result.exception, JubakoError)
+        assert "cannot reach the Kubernetes API" in str(result.exception)
+        assert f"/namespaces/{namespace}/bentodeployments/demo" in str(result.exception)
