@@ -45,6 +45,7 @@ class Blob:
     cut_after: int | None = None  # close the connection after this many body bytes...
     cuts: int = 0  # ...this many times
     ignore_range: bool = False
+    status: int = 0  # answer this error status instead
     stall_after: int | None = None  # send this many bytes, then wait for `release`
     stalled: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
@@ -71,6 +72,12 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
             return
         b.auth.append(self.headers.get("Authorization", ""))
+        if b.status:
+            self.send_response(b.status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"no")
+            return
         data = bytearray(b.data + b.extra)
         if b.wrong:
             data[len(data) // 2] ^= 0xFF
@@ -162,6 +169,16 @@ def test_download_refuses_bad_bytes_and_removes_the_file(
     with RegistryClient(url, ADMIN) as c, pytest.raises(expected):
         download(c, f"{url}/blob", dest, size, _sha(blob.data))
     assert not dest.exists()
+
+
+@pytest.mark.parametrize("size", [SMALL, BIG])
+def test_download_error_status_is_not_retried(fake, tmp_path: Path, size: int) -> None:  # type: ignore[no-untyped-def]
+    url, blob = fake
+    blob.data, blob.status = os.urandom(size), 403
+    dest = tmp_path / "w.bin"
+    with RegistryClient(url, ADMIN) as c, pytest.raises(RegistryError) as e:
+        download(c, f"{url}/blob", dest, size, _sha(blob.data))
+    assert e.value.status == 403 and len(blob.auth) == 1 and not dest.exists()
 
 
 def _corrupt_stored_blobs(registry) -> int:  # type: ignore[no-untyped-def]
