@@ -201,10 +201,12 @@ def compute(observed: Observed, previous_status: dict[str, Any], now: str) -> di
     nothing = "nothing deployed yet" + (f": {problem.message}" if problem else "")
 
     # Available: pods are ready in every component that asks for any.
+    # A canary given no requests (weight 0) cannot make the deployment unavailable.
+    dark = canary is not None and canary.weight == 0
     missing = [
         f"{key} {c['ready']}/{c['desired']} ready"
         for key, c in counts.items()
-        if c["desired"] > 0 and c["ready"] == 0
+        if c["desired"] > 0 and c["ready"] == 0 and not (dark and key.startswith("canary/"))
     ]
     proxy = counts.get("proxy", {"ready": 0, "desired": 0})
     if not observed.deployments:

@@ -295,6 +295,21 @@ def test_status_reports_each_revision_with_its_bento_ready_pods_and_weight():
     validate_cr({**_cr({"bento": "mlp"}), "status": status})
 
 
+@pytest.mark.parametrize(("weight", "available"), [(0, "True"), (1, "False")])
+def test_a_canary_without_ready_pods_is_unavailable_only_when_it_takes_requests(weight, available):
+    observed = Observed(
+        generation=1, requested="mlp:v1", resolved="mlp:v1",
+        canary=CanaryObserved(requested="mlp:v2", weight=weight, resolved="mlp:v2"),
+        deployments={"proxy": _deployment(1, 1), "worker/cpu": _deployment(1, 1),
+                     "canary/proxy": _deployment(0, 1), "canary/worker/cpu": _deployment(0, 1)},
+    )
+    conditions = {c["type"]: c for c in compute(observed, {}, "2026-01-01T00:00:00Z")["conditions"]}
+    assert conditions["Available"]["status"] == available
+    if available == "False":
+        assert conditions["Available"]["message"] == "canary/proxy 0/1 ready, canary/worker/cpu 0/1 ready"
+    assert conditions["Progressing"]["reason"] == "RollingOut"  # the canary is still coming up
+
+
 def test_an_unresolved_canary_takes_no_traffic_and_says_why():
     from jubako.operator.status import Problem
 
