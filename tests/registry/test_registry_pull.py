@@ -51,6 +51,7 @@ class Blob:
     release: threading.Event = field(default_factory=threading.Event)
     ranges: list[str] = field(default_factory=list)
     auth: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
     api: dict[str, bytes] = field(default_factory=dict)  # path -> JSON body
 
 
@@ -72,6 +73,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
             return
         b.auth.append(self.headers.get("Authorization", ""))
+        b.paths.append(self.path)
         if b.status:
             self.send_response(b.status)
             self.send_header("Content-Length", "2")
@@ -179,6 +181,20 @@ def test_download_error_status_is_not_retried(fake, tmp_path: Path, size: int) -
     with RegistryClient(url, ADMIN) as c, pytest.raises(RegistryError) as e:
         download(c, f"{url}/blob", dest, size, _sha(blob.data))
     assert e.value.status == 403 and len(blob.auth) == 1 and not dest.exists()
+
+
+def test_download_of_a_big_file_honours_a_proxy(fake, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Where the environment names a proxy, big files go through it too (httpx's reader)."""
+    url, blob = fake
+    blob.data = os.urandom(BIG)
+    for k in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", url)  # the fake server answers as the proxy
+    dest = tmp_path / "w.bin"
+    with RegistryClient(url, ADMIN) as c:
+        download(c, "http://storage.invalid/blob", dest, BIG, _sha(blob.data))
+    assert dest.read_bytes() == blob.data
+    assert blob.paths == ["http://storage.invalid/blob"]
 
 
 def _corrupt_stored_blobs(registry) -> int:  # type: ignore[no-untyped-def]
