@@ -124,7 +124,11 @@ class WorkerPool:
         assert self.changed is not None
         async with self.changed:
             while True:
-                ready = [w for w in self.workers if w.link is not None and w.link.alive and w.inflight < self.max_inflight]
+                # a worker whose connection went while it had nothing in flight comes first:
+                # no call noticed, so its caller is the one to restart it (in call())
+                dead = [w for w in self.workers if w.link is not None and not w.link.alive]
+                ready = dead or [w for w in self.workers
+                                 if w.link is not None and w.inflight < self.max_inflight]
                 if ready:
                     w = min(ready, key=lambda w: w.inflight)
                     w.inflight += 1
@@ -146,6 +150,8 @@ class WorkerPool:
             assert link is not None
             fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
             try:
+                if not link.alive:
+                    raise WorkerLost("the worker's connection was lost")
                 link.call(fut, api, sizes, tensor=tensor, segments=segments)
                 return await fut
             except WorkerLost:
