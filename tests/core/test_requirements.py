@@ -102,7 +102,7 @@ def test_infer_accepts_listed_modules_that_are_not_installed() -> None:
 
 def test_runtime_provided_follows_the_image_extras() -> None:
     provided = runtime_provided()
-    assert {"numpy", "pydantic", "uvicorn", "torch", "onnxruntime"} <= provided
+    assert {"numpy", "pydantic", "httptools", "torch", "onnxruntime"} <= provided
     assert "annotated-types" in provided  # a dependency of pydantic: walked transitively
     assert "python-slugify" not in provided and "text-unidecode" not in provided
     assert "kopf" not in provided and "pytest" not in provided  # other extras
