@@ -16,7 +16,7 @@ from .codec import JSON, error_body
 
 if TYPE_CHECKING:
     from .proxy import ApiState
-    from .settings import ProxySettings
+    from .settings import RuntimeSettings
 
 Headers = Sequence[tuple[bytes, bytes]]
 RETRY_SOON: Headers = ((b"retry-after", b"1"),)
@@ -52,7 +52,7 @@ class Sink(Protocol):
 class App(Protocol):
     """The proxy, as the HTTP server (``http.py``) sees it (``proxy.Proxy``)."""
 
-    settings: ProxySettings
+    settings: RuntimeSettings
 
     async def startup(self) -> None: ...
 
