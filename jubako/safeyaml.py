@@ -12,13 +12,17 @@ loads in about a second instead of seven with the pure-Python classes). The cycl
 garbage collector is paused while a document is built: the hundreds of thousands of nodes
 and objects a big manifest makes, all alive, would otherwise set off collections that
 walk them again and again (two thirds of the load's time); reference counting still frees
-whatever dies meanwhile.
+whatever dies meanwhile. The pause is process-wide, so it is counted (concurrent loads in
+server threads nest; the last one out restores the collector) and bounded: while loads
+keep overlapping, one finishing after ``MAX_PAUSE_S`` runs a collection, so cyclic garbage
+from other threads cannot pile up for as long as a stream of pushes lasts.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +36,7 @@ from yaml.events import (
 )
 
 MAX_DEPTH = 64  # mappings and sequences inside each other (docs/registry.md)
+MAX_PAUSE_S = 2.0  # longest the collector stays paused while loads overlap
 
 _Loader: type = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 
@@ -75,22 +80,34 @@ def load(data: bytes | str) -> Any:
 _gc_lock = threading.Lock()
 _gc_pausers = 0
 _gc_was_enabled = False
+_gc_paused_at = 0.0
+_clock = time.monotonic  # tests move it
 
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic collector; concurrent loads (server threads) nest, and the last one
-    out restores the state that the first one in found."""
-    global _gc_pausers, _gc_was_enabled
+    out restores the state that the first one in found. A load finishing while others still
+    run, after the collector has been paused for ``MAX_PAUSE_S``, collects once (overlapping
+    loads would otherwise keep it off for good)."""
+    global _gc_pausers, _gc_was_enabled, _gc_paused_at
     with _gc_lock:
         if _gc_pausers == 0:
             _gc_was_enabled = gc.isenabled()
+            _gc_paused_at = _clock()
             gc.disable()
         _gc_pausers += 1
     try:
         yield
     finally:
+        collect = False
         with _gc_lock:
             _gc_pausers -= 1
-            if _gc_pausers == 0 and _gc_was_enabled:
-                gc.enable()
+            if _gc_pausers == 0:
+                if _gc_was_enabled:
+                    gc.enable()
+            elif _gc_was_enabled and _clock() - _gc_paused_at > MAX_PAUSE_S:
+                _gc_paused_at = _clock()
+                collect = True
+        if collect:
+            gc.collect()

@@ -134,3 +134,36 @@ def test_a_30000_file_manifest_parses_to_the_same_object_as_before() -> None:
         gc.enable()
     assert safeyaml.load(data) == before
     assert parse_manifest(data, "model.yaml", ModelManifest) == m
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_overlapping_loads_restore_the_collector_and_do_not_starve_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Server threads load concurrently: the collector comes back when the last load ends,
+    and while loads keep overlapping past MAX_PAUSE_S, cyclic garbage is still collected."""
+    import weakref
+
+    now = [100.0]
+    monkeypatch.setattr(safeyaml, "_clock", lambda: now[0])
+    assert gc.isenabled()
+    first = safeyaml._gc_paused()
+    first.__enter__()  # a long load in one thread...
+    try:
+        assert not gc.isenabled()
+        garbage = _Cycle()
+        dead = weakref.ref(garbage)
+        del garbage
+        with safeyaml._gc_paused():  # ...and a short one in another, ended early
+            pass
+        assert dead() is not None and not gc.isenabled()  # within the bound: no collection
+        now[0] += safeyaml.MAX_PAUSE_S + 1
+        with safeyaml._gc_paused():  # a load ending past the bound collects
+            pass
+        assert dead() is None
+        assert not gc.isenabled()  # the long load still runs
+    finally:
+        first.__exit__(None, None, None)
+    assert gc.isenabled()
