@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections.abc import Callable
 
@@ -34,15 +35,20 @@ from .dispatcher import Dispatcher, Refusal
 # backlog of one stall takes a while to clear, during which requests still make their
 # SLO. A loop late because the process was not running (other processes had the CPU)
 # is not one the proxy's own work overloads either. So a tick counts as late when it is
-# more than LATE late and the process spent more than BUSY of the time since the last
-# tick on the CPU, and the proxy counts as overloaded only when it was late so for most
+# more than LATE late and, since the last tick, the loop's thread wanted the CPU (ran or
+# waited to run) more than WANTED of the time, and ran more than BUSY of it: it had work
+# waiting all along, a good part of it done (on a crowded machine an overloaded proxy gets
+# a third of a core or less, so "ran most of the time" would never hold; and a light load
+# on a crowded machine waits to run, but seldom has anything to run). The proxy counts as
+# overloaded only when it was late so for most
 # of the last TAU seconds (a decayed share over ENTER; it leaves that state when the
 # share falls under EXIT). While overloaded, every request read right after a tick later
 # than SHED_LATE is refused, which keeps the wait of every answer, 503s included, at a
 # few ms instead of growing until the dispatcher's deadlines refuse.
 PERIOD = 0.005
 LATE = 0.005
-BUSY = 0.5
+WANTED = 0.9
+BUSY = 0.2
 SHED_LATE = 0.002
 TAU = 0.5
 ENTER, EXIT = 0.6, 0.2
@@ -60,20 +66,22 @@ class LoopLag:
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] = time.process_time):
-        self.clock, self.cpu_clock = clock, cpu_clock
+                 sched: Callable[[], tuple[float, float]] | None = None):
+        self.clock = clock
+        self.sched = sched or thread_sched()
         self.late_share = 0.0  # decayed share of recent time the loop ran more than LATE late
         self.overloaded = False
         self.behind = False  # refuse what is read now
         self._due: float | None = None  # when the running timer should fire; None: not running
-        self._last = self._last_cpu = 0.0
+        self._last = 0.0
+        self._last_sched = (0.0, 0.0)
         self._touched = False
 
-    def observe(self, lateness: float, interval: float, cpu: float) -> None:
-        """A tick ``lateness`` seconds late, ``interval`` seconds after the previous one,
-        the process having used ``cpu`` seconds of CPU in between."""
+    def observe(self, lateness: float, interval: float, ran: float, waited: float) -> None:
+        """A tick ``lateness`` seconds late, ``interval`` seconds after the previous one;
+        in between the loop's thread ran ``ran`` seconds and waited to run ``waited``."""
         w = 1.0 - math.exp(-interval / TAU)
-        late = lateness > LATE and cpu > BUSY * interval
+        late = lateness > LATE and ran + waited > WANTED * interval and ran > BUSY * interval
         self.late_share += w * (late - self.late_share)
         self.overloaded = self.late_share > (EXIT if self.overloaded else ENTER)
         self.behind = self.overloaded and lateness > SHED_LATE
@@ -82,7 +90,7 @@ class LoopLag:
         """An API request arrived: keep the timer running."""
         self._touched = True
         if self._due is None:
-            self._last, self._last_cpu = self.clock(), self.cpu_clock()
+            self._last, self._last_sched = self.clock(), self.sched()
             self._schedule(self._last)
 
     def _schedule(self, now: float) -> None:
@@ -90,10 +98,11 @@ class LoopLag:
         asyncio.get_running_loop().call_later(PERIOD, self._tick)
 
     def _tick(self) -> None:
-        now, cpu = self.clock(), self.cpu_clock()
+        now, sched = self.clock(), self.sched()
         assert self._due is not None
-        self.observe(now - self._due, now - self._last, cpu - self._last_cpu)
-        self._last, self._last_cpu = now, cpu
+        (ran0, waited0), (ran, waited) = self._last_sched, sched
+        self.observe(now - self._due, now - self._last, ran - ran0, waited - waited0)
+        self._last, self._last_sched = now, sched
         if self._touched or self.overloaded:
             self._touched = False
             self._schedule(now)
@@ -101,6 +110,22 @@ class LoopLag:
             self._due = None
             self.late_share = 0.0
             self.behind = False
+
+
+def thread_sched() -> Callable[[], tuple[float, float]]:
+    """Seconds the calling thread has run, and waited on a run queue (Linux schedstat);
+    where that cannot be read, its CPU time and no wait."""
+    try:
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        ran, waited = (int(x) / 1e9 for x in os.pread(fd, 128, 0).split()[:2])
+    except (OSError, ValueError):
+        return lambda: (time.thread_time(), 0.0)
+
+    def read() -> tuple[float, float]:
+        ran, waited = os.pread(fd, 128, 0).split()[:2]
+        return int(ran) / 1e9, int(waited) / 1e9
+
+    return read
 
 
 class Gate:
