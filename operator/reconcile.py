@@ -270,13 +270,25 @@ def _write_status(
     meta = body["metadata"]
     patch = {"status": merge_patch(ours, new_status)}
     ctx.kube.patch(API_VERSION, KIND, meta["namespace"], meta["name"], patch, subresource="status")
+    known = {c.get("type") for c in old_status.get("conditions", []) if isinstance(c, dict)}
     for condition in status_mod.transitions(old_status, new_status):
-        _event(ctx, body, condition)
+        if condition["type"] in known or _problem(condition):
+            _event(ctx, body, condition)
+
+
+def _healthy(condition: dict[str, Any]) -> bool:
+    return (condition["type"] == status_mod.DEGRADED) == (condition["status"] == "False")
+
+
+def _problem(condition: dict[str, Any]) -> bool:
+    """Worth an event when a condition first appears: a new object's start (not available
+    yet, progressing, resolved, not degraded) is not news, and was 4 events per object."""
+    return condition["type"] in (status_mod.DEGRADED, status_mod.BENTO_RESOLVED) and not _healthy(condition)
 
 
 def _event(ctx: Context, body: dict[str, Any], condition: dict[str, Any]) -> None:
     meta = body["metadata"]
-    healthy = (condition["type"] == status_mod.DEGRADED) == (condition["status"] == "False")
+    healthy = _healthy(condition)
     stamp = now()
     event = {
         "apiVersion": "v1",

@@ -71,3 +71,78 @@ def test_requests_for_an_object_waiting_for_a_thread_coalesce(monkeypatch):
     finally:
         passes.close()
     assert started == [("ns", "a"), ("ns", "b")]
+
+
+def _events_about(cluster, name):
+    return [r.data for r in cluster.requests() if r.method.value == "POST"
+            and r.url.path.endswith("/events") and r.data["involvedObject"]["name"] == name]
+
+
+def test_a_new_object_posts_events_for_problems_not_for_its_start(cluster, registry, operator):
+    """A healthy new object's first conditions (not available yet, progressing, resolved,
+    not degraded) were 4 events per object; a problem found at once is still one."""
+    (example,) = [c for c in load_examples() if c["metadata"]["name"] == "mlp-onnx"]
+    healthy, broken = copy.deepcopy(example), copy.deepcopy(example)
+    broken["metadata"]["name"] = "broken"
+    broken["spec"]["bento"] = "nope:latest"
+    for cr in (healthy, broken):
+        cluster.kube.create(cr)
+    for cr in (healthy, broken):
+        wait_for("settled", lambda cr=cr: _settled(cluster, cr["metadata"]["name"]))
+    # A pass reports usage after its status write and that write's events: once reported,
+    # the events of the first status are all posted.
+    wait_for("usage report", lambda: "default/mlp-onnx" in registry.deployments)
+    assert _events_about(cluster, "mlp-onnx") == []
+    wait_for("a warning", lambda: ("BentoNotFound", "Warning") in {
+        (e["reason"], e["type"]) for e in _events_about(cluster, "broken")})
+    # A change of a condition the object already had is news.
+    cluster.kube.patch(API_VERSION, KIND, NS, "mlp-onnx", {"spec": {"bento": "nope:latest"}})
+    wait_for("an event for the change", lambda: _events_about(cluster, "mlp-onnx"))
+
+
+class _RecordingKube:
+    """Stands in for operator.kube.Kube: records writes, answers nothing."""
+
+    def __init__(self) -> None:
+        self.on_request = None
+        self.calls: list[tuple[str, str]] = []
+
+    def patch(self, api_version, kind, namespace, name, patch, subresource=None):
+        self.calls.append(("PATCH", kind))
+        return {}
+
+    def create(self, manifest):
+        self.calls.append(("POST", manifest["kind"]))
+        return manifest
+
+
+def _condition(type_, status, reason):
+    return {"type": type_, "status": status, "reason": reason, "message": reason,
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize(("conditions", "events"), [
+    # A healthy start: one status write, no event (it was 4).
+    ([("BentoResolved", "True", "Resolved"), ("Available", "False", "PodsNotReady"),
+      ("Progressing", "True", "RollingOut"), ("Degraded", "False", "AsExpected")], 0),
+    # A problem found at once is news.
+    ([("BentoResolved", "False", "BentoNotFound"), ("Available", "False", "NotDeployed"),
+      ("Progressing", "False", "NotDeployed"), ("Degraded", "True", "BentoNotFound")], 2),
+], ids=["healthy", "problem"])
+def test_first_status_write_posts_events_only_for_problems(conditions, events):
+    from jubako.operator.config import OperatorSettings
+    from jubako.operator.reconcile import Context, _write_status
+
+    kube = _RecordingKube()
+    ctx = Context(settings=OperatorSettings(), kube=kube)  # type: ignore[arg-type]
+    body = {"metadata": {"name": "x", "namespace": NS, "uid": "u"}}
+    new_status = {"observedGeneration": 1, "conditions": [_condition(*c) for c in conditions]}
+    _write_status(ctx, body, {}, new_status)
+    assert kube.calls == [("PATCH", KIND)] + [("POST", "Event")] * events
+    # Once known, a condition that changes is an event whatever it says.
+    kube.calls.clear()
+    later = {"observedGeneration": 1, "conditions": [
+        _condition("Available", "True", "PodsReady") if c[0] == "Available" else _condition(*c)
+        for c in conditions]}
+    _write_status(ctx, body, new_status, later)
+    assert kube.calls == [("PATCH", KIND), ("POST", "Event")]
