@@ -2,7 +2,10 @@
 
 Layout: ``bentos/<name>/<version>/`` and ``models/<name>/<version>/``, each a manifest
 plus files. Bundles are immutable: they are assembled in ``.tmp/`` on the same file
-system and appear in one ``rename``, so a reader never sees half a bundle.
+system and appear in one ``rename``, so a reader never sees half a bundle. A scratch
+directory's name carries the host and process that own it, so the scratch left by a
+process that was killed (a pull or a build SIGKILLed mid-way) is removed by the next
+process that stages on the same host.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,7 +89,7 @@ class BundleStore(Generic[M]):
     def delete(self, tag: Tag | str) -> Tag:
         bundle = self.get(tag)
         # Rename first so the removal looks atomic to readers, then delete at leisure.
-        trash = Path(tempfile.mkdtemp(dir=self._tmpdir(), prefix="delete-"))
+        trash = Path(tempfile.mkdtemp(dir=self._tmpdir(), prefix=_scratch_prefix("delete")))
         os.rename(bundle.path, trash / "b")
         shutil.rmtree(trash)
         with contextlib.suppress(OSError):
@@ -94,12 +98,13 @@ class BundleStore(Generic[M]):
 
     def _tmpdir(self) -> Path:
         self.tmp.mkdir(parents=True, exist_ok=True)
+        sweep_dead_scratch(self.tmp)
         return self.tmp
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
         """A scratch directory on the store's file system; removed unless committed."""
-        path = Path(tempfile.mkdtemp(dir=self._tmpdir(), prefix=f"{self.noun}-"))
+        path = Path(tempfile.mkdtemp(dir=self._tmpdir(), prefix=_scratch_prefix(self.noun)))
         try:
             yield path
         finally:
@@ -122,6 +127,39 @@ class BundleStore(Generic[M]):
                 raise AlreadyExists(f"{self.noun} {manifest.tag} already exists") from None
             raise
         return Bundle(dest, manifest)
+
+
+def _scratch_prefix(kind: str) -> str:
+    # kind.host.pid.: who owns it, for sweep_dead_scratch (a home may be shared by hosts)
+    return f"{kind}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def sweep_dead_scratch(tmp: Path) -> list[str]:
+    """Remove the scratch directories in ``tmp`` whose owner, a process of this host, is
+    gone; another host's and a running process's are left alone. Returns the names removed."""
+    host, removed = socket.gethostname(), []
+    try:
+        names = os.listdir(tmp)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        parts = name.split(".")
+        if len(parts) < 4 or not parts[-2].isdigit() or ".".join(parts[1:-2]) != host:
+            continue
+        if not _alive(int(parts[-2])):
+            shutil.rmtree(tmp / name, ignore_errors=True)
+            removed.append(name)
+    return removed
 
 
 class Store:

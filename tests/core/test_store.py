@@ -1,3 +1,4 @@
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -90,3 +91,31 @@ def test_verify_bundle_reports_every_kind_of_drift(store: Store, tmp_path: Path)
     assert any(p.startswith("w.bin: sha256") for p in problems)
     (path / "w.bin").unlink()
     assert "w.bin: missing" in verify_bundle(path, manifest)
+
+
+def test_scratch_of_a_killed_process_is_swept_by_the_next_one(store: Store, tmp_path: Path) -> None:
+    """A pull or build SIGKILLed mid-way leaves its scratch in .tmp: the next process that
+    stages on this host removes it; a live process's and another host's stay."""
+    import socket
+    import subprocess
+    import sys
+
+    child = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from pathlib import Path; from jubako.store import Store\n"
+         "s = Store(Path(sys.argv[1])); cm = s.models.staging(); p = cm.__enter__()\n"
+         "(p / 'w.bin').write_bytes(b'half'); import os; os._exit(9)",  # dies mid-stage
+         str(store.home)], check=False)
+    assert child.returncode == 9
+    tmp = store.home / ".tmp"
+    (dead,) = os.listdir(tmp)
+    assert dead.startswith(f"model.{socket.gethostname()}.")
+    other_host = tmp / "model.elsewhere.example.1.abcd1234"
+    other_host.mkdir()
+    with store.models.staging() as mine:
+        assert not (tmp / dead).exists()
+        assert other_host.is_dir() and mine.is_dir()
+        # a second store in this (live) process leaves our own scratch alone
+        with Store(store.home).models.staging():
+            assert mine.is_dir()
+    assert sorted(os.listdir(tmp)) == [other_host.name]

@@ -286,3 +286,4 @@ def test_killed_pull_leaves_nothing_usable(fake, tmp_path: Path) -> None:  # typ
         pull(c, "m:v1", kind="model", store=store)
     got = store.models.get("m:v1")
     assert (got.path / "w.bin").read_bytes() == blob.data
+    assert os.listdir(home / ".tmp") == []  # the killed pull's scratch was swept
