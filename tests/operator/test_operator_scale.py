@@ -1,8 +1,10 @@
 """Scale: many BentoDeployments created at once, against the emulator with its request log
 trimmed (so the emulator is not what is measured), the real kopf operator and registry.
 
-Prints the figures docs/operator.md quotes (time to converge, API calls per object by
-kind); asserts only counts, never timings. JUBAKO_SCALE_N=1000 for the bigger run.
+Prints time to converge and API calls per object by kind; asserts only counts, never
+timings. JUBAKO_SCALE_N=1000 for the bigger run. The figures docs/operator.md quotes come
+from bench/operator_scale.py, which runs emulator, operator and driver as separate processes
+(here they share one GIL, so times mostly measure contention).
 """
 
 from __future__ import annotations
