@@ -4,7 +4,8 @@ The children are the same processes the operator's pods run (``python -m
 jubako.runtime proxy|worker``), talking TCP on 127.0.0.1, started as
 ``jubako.workers.spawn`` starts every worker. Ctrl-C reaches only this supervisor, which
 then stops them in order: the proxy first (it drains the requests it holds), then the
-workers. A child that dies is restarted.
+workers. A child that dies is restarted: at once if it died while serving, after 1, 2, 4 ...
+30 s while its starts keep failing (``jubako.workers.spawn.restart_delay``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from pathlib import Path
 
 from jubako.errors import JubakoError
 from jubako.manifest import STATIC_ROUTE
-from jubako.workers.spawn import Child, free_port, runtime_command, worker_command, worker_env
+from jubako.workers.spawn import (
+    Child,
+    free_port,
+    restart_delay,
+    runtime_command,
+    worker_command,
+    worker_env,
+)
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -91,9 +99,21 @@ def serve(bento: str, port: int = 3000, workers: int = 1, host: str = "127.0.0.1
                             raise JubakoError(f"the {c.name} exited (code {code}) before it was ready; see above")
                         why = (notes / f"worker-{children.index(c)}").read_text().strip()
                         raise JubakoError(f"{c.name} could not start: {why or f'exited with code {code}'}")
-                    print(f"jubako serve: {c.name} exited ({code}); restarting", file=sys.stderr, flush=True)
-                    c.restarts += 1
-                    c.start()
+                    now = time.monotonic()
+                    if c.restart_at is None:
+                        # a worker that could not start wrote why in its note (its termination log)
+                        note = _note(notes, children.index(c)) if c in children else None
+                        failed = note is not None and note.stat().st_size > 0
+                        delay, c.failed_starts = restart_delay(failed, c.failed_starts)
+                        c.restart_at = now + delay
+                        print(f"jubako serve: {c.name} exited ({code}); restarting"
+                              + (f" in {delay:.0f}s" if delay else ""), file=sys.stderr, flush=True)
+                    if now >= c.restart_at:
+                        c.restart_at = None
+                        if c in children:
+                            _note(notes, children.index(c)).write_text("")  # this start's own
+                        c.restarts += 1
+                        c.start()
             if not announced:
                 # with several proxies each poll reaches one of them (a new connection each):
                 # ready once a run of polls, a few per proxy, all say so

@@ -17,6 +17,17 @@ import time
 from collections.abc import Mapping
 
 PR_SET_PDEATHSIG = 1
+MAX_BACKOFF_S = 30.0
+
+
+def restart_delay(start_failed: bool, failures_in_a_row: int) -> tuple[float, int]:
+    """How long to wait before restarting a dead child, and the new count of failed starts
+    in a row. A child that died while serving (SIGKILLed, out of memory) restarts at once;
+    one that could not start waits 1, 2, 4 ... 30 s, doubling while its starts keep
+    failing (as Kubernetes' CrashLoopBackOff does), instead of a restart every tick."""
+    if not start_failed:
+        return 0.0, 0
+    return min(MAX_BACKOFF_S, 2.0 ** failures_in_a_row), failures_in_a_row + 1
 
 
 def _die_with_parent() -> None:
@@ -64,6 +75,8 @@ class Child:
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.started = 0.0
+        self.failed_starts = 0  # in a row, for restart_delay
+        self.restart_at: float | None = None  # when a dead child is due to start again
 
     def start(self) -> None:
         self.started = time.monotonic()

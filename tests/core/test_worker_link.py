@@ -212,3 +212,14 @@ def test_workers_share_the_cores_unless_threads_are_set() -> None:
     argv = worker_command("/b", 7000, 7001, python="/venv/bin/python")
     assert argv == ["/venv/bin/python", "-P", "-m", "jubako.runtime", "worker", "--bento", "/b",
                     "--host", "127.0.0.1", "--port", "7000", "--http-port", "7001"]
+
+
+def test_restart_delay_backs_off_while_starts_keep_failing() -> None:
+    from jubako.workers.spawn import MAX_BACKOFF_S, restart_delay
+
+    delays, n = [], 0
+    for _ in range(7):
+        d, n = restart_delay(True, n)
+        delays.append(d)
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, MAX_BACKOFF_S, MAX_BACKOFF_S]
+    assert restart_delay(False, n) == (0.0, 0)  # died while serving: at once, count reset

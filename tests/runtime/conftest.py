@@ -71,13 +71,13 @@ def wait_for(check, timeout: float = 60.0, what: str = "condition") -> None:  # 
 
 @contextlib.contextmanager
 def serve(store: Store, bento: str, workers: int = 1, env: dict[str, str] | None = None,
-          args: tuple[str, ...] = ()) -> Iterator[Server]:
+          args: tuple[str, ...] = (), stderr: int | None = None) -> Iterator[Server]:
     port = free_port()
     full_env = {**os.environ, "JUBAKO_HOME": str(store.home), "JUBAKO_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-c", "from jubako.cli import main; main()", "serve", bento,
          "--port", str(port), "--workers", str(workers), *args],
-        env=full_env,
+        env=full_env, stderr=stderr,
     )
     server = Server(f"http://127.0.0.1:{port}", proc)
     try:

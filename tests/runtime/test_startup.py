@@ -94,3 +94,57 @@ def test_worker_role_whose_service_init_raises_exits_and_writes_the_termination_
     assert r.returncode == 1
     assert "worker could not start: RuntimeError: the model file is missing" in r.stderr
     assert "RuntimeError: the model file is missing" in log.read_text()
+
+
+FLAKY = '''
+import os
+import jubako
+
+
+@jubako.service(name="flaky-init")
+class Flaky:
+    def __init__(self):
+        if os.path.exists(os.environ["FLAKY_MARKER"]):
+            raise RuntimeError("the model file went away")
+
+    @jubako.api
+    def echo(self, text: str) -> str:
+        return text
+'''
+
+
+def test_a_worker_crashing_after_serve_was_ready_restarts_with_backoff(
+    runtime_store: Store, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Once serve has been ready it keeps restarting a dead worker (a pod's container would
+    be restarted too), but a worker dying at every start waits 1, 2, 4 ... s in between,
+    not a restart (and a traceback) every tick."""
+    import signal
+    import threading
+    import time
+
+    from .conftest import serve
+
+    src = tmp_path_factory.mktemp("flaky")
+    (src / "flaky_service.py").write_text(FLAKY)
+    (src / "jubako.yaml").write_text('service: flaky_service:Flaky\ninclude: ["flaky_service.py"]\n')
+    build(src, store=runtime_store)
+    marker = tmp_path_factory.mktemp("marker") / "gone"
+    lines: list[tuple[float, str]] = []
+    with serve(runtime_store, "flaky-init", env={"FLAKY_MARKER": str(marker)}, stderr=subprocess.PIPE) as server:
+        def read() -> None:
+            assert server.proc.stderr is not None
+            for raw in server.proc.stderr:
+                lines.append((time.monotonic(), raw.decode(errors="replace")))
+        threading.Thread(target=read, daemon=True).start()
+        marker.write_text("")
+        (worker,) = server.children("worker")
+        os.kill(worker, signal.SIGKILL)
+        end = time.monotonic() + 90
+        while time.monotonic() < end and sum("restarting in" in t for _, t in lines) < 3:
+            time.sleep(0.2)
+    restarts = [(at, t.strip()) for at, t in lines if "worker 0 exited" in t]
+    assert [t.rsplit("restarting", 1)[1] for _, t in restarts[:4]] == ["", " in 1s", " in 2s", " in 4s"], restarts
+    # no restart came sooner than announced: each announcement is at least the last delay after the previous
+    for (a, _), (b, _), delay in zip(restarts[1:], restarts[2:], (1.0, 2.0), strict=False):
+        assert b - a >= delay
