@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from jubako import __version__
 from jubako.errors import JubakoError
 
-from . import auth, migrate, service
+from . import auth, migrate
 from .api.gate import ApiGate
 from .api.routes import (
     admin,
@@ -37,6 +37,7 @@ from .api.routes import (
 from .config import Settings, load
 from .db.session import make_engine, make_sessionmaker
 from .docs_ui import add_docs
+from .domain import sweeper
 from .errors import Conflict, status_of
 from .metrics import Metrics
 from .ratelimit import FailureLimiter
@@ -106,7 +107,7 @@ async def _sweeper(reg: Registry) -> None:
 
         def run() -> dict[str, int]:
             with reg.sessions() as db:
-                return service.sweep(
+                return sweeper.sweep(
                     db, reg.storage, upload_timeout_s=s.upload_timeout_s, gc_grace_s=s.gc_grace_s
                 )
 

@@ -4,7 +4,7 @@ upload both land here.
 
 The archive is verified as hostile input by :func:`jubako.archive.extract` into a staging
 folder of the spool, then every bundle in it goes through the same path as a CLI push:
-``service.create_version`` (manifest checks, models of a bento ready with the pinned
+``versions.create_version`` (manifest checks, models of a bento ready with the pinned
 digests, conflicts), one upload session, the missing blobs stored part by part through the
 storage backend, ``complete_blob`` (size and sha256 verified again by the backend) and
 ``complete_version``. Models go first, then the bento. A failure aborts the session, so
@@ -13,6 +13,7 @@ the version ends up ``failed`` (never half ``ready``) and nothing is left in the
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -24,11 +25,14 @@ from jubako.archive import extract
 from jubako.bundle import MODELS_DIR
 from jubako.manifest import BENTO_MANIFEST, MODEL_MANIFEST, BentoManifest, Manifest
 
-from . import service
-from .service import Caller
+from .domain import uploads, versions
+from .domain.audit import Caller
 from .state import Registry
+from .transactions import verify_and_commit
 
 COPY_CHUNK = 1 << 20
+
+log = logging.getLogger("jubako.registry")
 
 
 @dataclass
@@ -85,7 +89,7 @@ def _push_bundle(
 
         raise InvalidBundle("manifest too large")
     with reg.sessions() as db:
-        res = service.create_version(
+        res = versions.create_version(
             db,
             reg.storage,
             caller,
@@ -112,12 +116,11 @@ def _push_bundle(
         for digest, size, key, multipart, part_size in todo:
             sent += _store_blob(reg, paths[digest], size, key, multipart, part_size)
             with reg.sessions() as db:
-                upload = service.get_upload(db, upload_id)
-                service.complete_blob(db, reg.storage, caller, upload, digest)
-                db.commit()
+                upload = uploads.get_upload(db, upload_id)
+                verify_and_commit(db, reg.storage, upload, digest)
         with reg.sessions() as db:
-            upload = service.get_upload(db, upload_id)
-            v = service.complete_version(db, reg.storage, caller, upload, manifest.digest())
+            upload = uploads.get_upload(db, upload_id)
+            v = uploads.complete_version(db, reg.storage, caller, upload, manifest.digest())
             db.commit()
         reg.metrics.pushes.labels(kind).inc()
     except BaseException:
@@ -155,8 +158,8 @@ def _store_blob(
 def _abort(reg: Registry, caller: Caller, upload_id: str) -> None:
     try:
         with reg.sessions() as db:
-            upload = service.get_upload(db, upload_id)
-            service.abort_upload(db, reg.storage, caller, upload)
+            upload = uploads.get_upload(db, upload_id)
+            uploads.abort_upload(db, reg.storage, caller, upload)
             db.commit()
     except Exception:  # noqa: BLE001 - the sweeper fails it later
-        service.log.warning("could not abort upload %s", upload_id, exc_info=True)
+        log.warning("could not abort upload %s", upload_id, exc_info=True)

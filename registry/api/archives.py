@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from jubako.archive import SUFFIXES
 from jubako.manifest import BENTO_MANIFEST, MODEL_MANIFEST
 
-from .. import service
 from ..db.models import Version, VersionRef
+from ..domain import queries
 from ..state import Registry
 
 BLOCK = 512
@@ -33,8 +33,8 @@ def _members(db: Session, v: Version) -> list[tuple[str, int, bytes | str]]:
     def add(prefix: str, ver: Version, manifest_name: str) -> None:
         data = ver.manifest.encode()
         out.append((prefix + manifest_name, len(data), data))
-        keys = service.blobs_of(db, ver)
-        for f in sorted(service.version_files(db, ver), key=lambda f: f.path):
+        keys = queries.blobs_of(db, ver)
+        for f in sorted(queries.version_files(db, ver), key=lambda f: f.path):
             out.append((prefix + f.path, f.size, keys[f.digest]))
 
     add("", v, BENTO_MANIFEST if v.kind == "bento" else MODEL_MANIFEST)

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from .. import auth
-from ..service import Caller
+from ..domain.audit import Caller
 from ..state import Registry
 
 log = logging.getLogger("jubako.registry.auth")

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .. import service
 from ..db.models import READY, AuditEvent, Deployment, Version, VersionFile, VersionRef
+from ..domain import queries as domain_queries
 
 
 @dataclass
@@ -30,7 +30,7 @@ def _name_filter(q: Any, kind: str, search: str, selector: str) -> Any:
     q = q.where(Version.kind == kind)
     if search:
         q = q.where(Version.name.contains(search.strip().lower(), autoescape=True))
-    for clause in service._selector_clauses(selector):
+    for clause in domain_queries.selector_clauses(selector):
         q = q.where(clause)
     return q
 
@@ -100,35 +100,27 @@ def versions(
     limit: int = 25,
 ) -> Page:
     """A name's versions, newest first, with a link back to the newer page."""
-    rows, nxt = service.list_versions(
+    page = domain_queries.list_versions(
         db, kind, name=name, selector=selector, state=state, cursor=cursor, limit=limit
     )
+    rows = page.rows
     prev = None
     if cursor and rows:
-        first = rows[0]
-        newer, _ = service.list_versions(
+        newer = domain_queries.list_versions(
             db,
             kind,
             name=name,
             selector=selector,
             state=state,
             sort="created_at",
-            cursor=service._encode_cursor([first.created_at, first.id]),
+            cursor=domain_queries.cursor_of(rows[0]),
             limit=limit + 1,
-        )
-        prev = (
-            service._encode_cursor([newer[limit].created_at, newer[limit].id])
-            if len(newer) > limit
-            else ""
-        )
+        ).rows
+        prev = domain_queries.cursor_of(newer[limit]) if len(newer) > limit else ""
     elif cursor:
         prev = ""
-    count_q = select(func.count(Version.id)).where(Version.kind == kind, Version.name == name)
-    if state:
-        count_q = count_q.where(Version.state == state)
-    for clause in service._selector_clauses(selector):
-        count_q = count_q.where(clause)
-    return Page(rows, nxt, prev, db.scalar(count_q))
+    total = domain_queries.count_versions(db, kind, name=name, selector=selector, state=state)
+    return Page(rows, page.next_cursor, prev, total)
 
 
 def files(db: Session, v: Version, *, page: int, per_page: int = 100) -> list[VersionFile]:

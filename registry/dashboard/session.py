@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session as DB
 
 from .. import auth
 from ..db.models import Token, User
-from ..service import Caller
+from ..domain.audit import Caller
 
 COOKIE = "jubako_session"
 MAX_AGE_S = 12 * 3600

@@ -16,10 +16,14 @@ from jubako.errors import JubakoError
 from jubako.manifest import STATIC_ROUTE, parse_manifest
 from jubako.tags import NAME_PATTERN, VERSION_PATTERN
 
-from .. import auth, service
+from .. import auth
 from ..api.archives import archive_response
 from ..api.routes.archive_upload import parse_labels, receive_and_push
-from ..db.models import KINDS, Token, User, utcnow
+from ..db.models import KINDS, Token, Upload, User, Version, utcnow
+from ..domain import blobs, manifests
+from ..domain import queries as read
+from ..domain import versions as changes
+from ..domain.audit import Caller, audit
 from ..errors import BadRequest, status_of
 from . import queries
 from .session import password_fingerprint
@@ -96,7 +100,7 @@ def login(
             u = auth.check_password(db, user, password) if valid else None
             if u is not None:
                 ctx.new_session(user_id=u.id, pw=password_fingerprint(u))
-                service.audit(db, service.Caller(u.name, None, u.scope or "", ctx.client),
+                audit(db, Caller(u.name, None, u.scope or "", ctx.client),
                               "dashboard.login", f"user {u.name}", method="password")
                 db.commit()
                 return ctx.redirect(safe_next(next))
@@ -105,7 +109,7 @@ def login(
             tok = auth.authenticate(db, token) if token else None
             if tok is not None:
                 ctx.new_session(token_id=tok.id)
-                service.audit(db, service.Caller(tok.user.name, tok.id, tok.scope, ctx.client),
+                audit(db, Caller(tok.user.name, tok.id, tok.scope, ctx.client),
                               "dashboard.login", f"token {tok.id}", method="token")
                 db.commit()
                 return ctx.redirect(safe_next(next))
@@ -113,7 +117,7 @@ def login(
         if user or token:  # an empty form guesses nothing
             limiter.failed(*keys)
             shown = user.replace("\x00", "")[:100] if method == "password" else ""
-            service.audit(db, service.Caller(shown or "anonymous", None, "", ctx.client),
+            audit(db, Caller(shown or "anonymous", None, "", ctx.client),
                           "dashboard.login.failed", f"user {shown}" if shown else "token",
                           method="password" if method == "password" else "token")
             db.commit()
@@ -179,7 +183,7 @@ def versions(
         except BadRequest as e:
             error, page = str(e), queries.Page([])
         exists = db.scalar(
-            select(func.count()).where(service.Version.kind == kind, service.Version.name == name)
+            select(func.count()).where(Version.kind == kind, Version.name == name)
         )
     if not exists:
         raise PageError(404, f"There is no {kind} named {name!r}.", "Not found")
@@ -232,13 +236,13 @@ def version_page(
     viewer = ctx.require("read")
     kind = _kind(plural)
     with ctx.reg.sessions() as db:
-        v = service.get_version(db, kind, name, version)
-        manifest = parse_manifest(v.manifest.encode(), "manifest", service.MANIFEST_KINDS[kind])
+        v = read.get_version(db, kind, name, version)
+        manifest = parse_manifest(v.manifest.encode(), "manifest", manifests.MANIFEST_KINDS[kind])
         file_rows = queries.files(db, v, page=files, per_page=FILES_PER_PAGE)
         models = queries.models_of(db, v) if kind == "bento" else []
         used_by_bentos = queries.bentos_using(db, v) if kind == "model" else []
         deployments = queries.deployments_of(db, v) if kind == "bento" else []
-        upload = db.scalar(select(service.Upload).where(service.Upload.version_id == v.id))
+        upload = db.scalar(select(Upload).where(Upload.version_id == v.id))
     apis = [
         {"name": a.name, "route": a.route, "input": _io(a.input), "output": _io(a.output),
          "batchable": a.batchable, "batching": a.batching, "doc": a.doc}
@@ -289,7 +293,7 @@ def edit_labels(
     kind = _kind(plural)
     back = ctx.url(f"/{plural}/{name}/{version}")
     with ctx.reg.sessions() as db:
-        v = service.get_version(db, kind, name, version)
+        v = read.get_version(db, kind, name, version)
         wanted: dict[str, str | None] = {}
         for k, val in zip(key, value, strict=False):
             k = k.strip()
@@ -306,7 +310,7 @@ def edit_labels(
             ctx.flash("info", "No label changed.")
             return ctx.redirect(back)
         try:
-            service.update_labels(db, viewer.caller(ctx.client), v, changes)
+            changes.update_labels(db, viewer.caller(ctx.client), v, changes)
             db.commit()
         except BadRequest as e:
             ctx.flash("error", f"Labels not saved: {e}")
@@ -321,8 +325,8 @@ def delete_page(request: Request, plural: KindP, name: NameP, version: VersionP)
     viewer = ctx.require("write")
     kind = _kind(plural)
     with ctx.reg.sessions() as db:
-        v = service.get_version(db, kind, name, version)
-        users = service.used_by(db, v)
+        v = read.get_version(db, kind, name, version)
+        users = read.used_by(db, v)
     return ctx.render(
         "delete.html", nav=plural, kind=kind, plural=plural, v=v, used_by=users,
         is_admin=viewer.can("admin"), error="",
@@ -344,7 +348,7 @@ def delete(
     viewer = ctx.require("write")
     kind = _kind(plural)
     with ctx.reg.sessions() as db:
-        v = service.get_version(db, kind, name, version)
+        v = read.get_version(db, kind, name, version)
         error = ""
         if confirm != v.tag:
             error = f"Type {v.tag} to confirm."
@@ -352,21 +356,22 @@ def delete(
             error = "Deleting with force needs the admin scope."
         else:
             try:
-                service.delete_version(db, ctx.reg.storage, viewer.caller(ctx.client), v,
-                                       force=force)
+                gone = changes.delete_version(db, ctx.reg.storage, viewer.caller(ctx.client),
+                                              v, force=force)
                 db.commit()
+                blobs.delete_objects(ctx.reg.storage, gone.blob_keys)
             except JubakoError as e:
                 if status_of(e) != 409:
                     raise
                 error = str(e)
         if error:
-            users = service.used_by(db, v)
+            users = read.used_by(db, v)
             return ctx.render(
                 "delete.html", status=409, nav=plural, kind=kind, plural=plural, v=v,
                 used_by=users, is_admin=viewer.can("admin"), error=error,
             )
         left = db.scalar(
-            select(func.count()).where(service.Version.kind == kind, service.Version.name == name)
+            select(func.count()).where(Version.kind == kind, Version.name == name)
         )
     ctx.flash("success", f"Deleted {kind} {name}:{version}.")
     return ctx.redirect(ctx.url(f"/{plural}/{name}" if left else f"/{plural}"))
@@ -384,7 +389,7 @@ def download_archive(
     ctx.require("read")
     kind = _kind(plural)
     with ctx.reg.sessions() as db:
-        v = service.get_version(db, kind, name, version, ready=True)
+        v = read.get_version(db, kind, name, version, ready=True)
         # The stream reads blobs after this session closes; archive_response only needs
         # the member list, computed here.
         response = archive_response(ctx.reg, db, v, compression)
@@ -397,7 +402,7 @@ def download_manifest(request: Request, plural: KindP, name: NameP, version: Ver
     ctx.require("read")
     kind = _kind(plural)
     with ctx.reg.sessions() as db:
-        v = service.get_version(db, kind, name, version)
+        v = read.get_version(db, kind, name, version)
     filename = "bento.yaml" if kind == "bento" else "model.yaml"
     return ctx.finish(
         Response(
@@ -527,7 +532,7 @@ def create_token(
         except BadRequest as e:
             ctx.flash("error", f"Token not created: {e}")
             return ctx.redirect(ctx.url("/tokens"))
-        service.audit(db, viewer.caller(ctx.client), "token.create", f"token {tok.id}",
+        audit(db, viewer.caller(ctx.client), "token.create", f"token {tok.id}",
                       scope=tok.scope, user=tok.user.name)
         db.commit()
         created = {"id": tok.id, "token": plain, "scope": tok.scope, "user": tok.user.name}
@@ -544,7 +549,7 @@ def revoke_token(
     viewer = ctx.require("admin")
     with ctx.reg.sessions() as db:
         auth.revoke(db, token_id)
-        service.audit(db, viewer.caller(ctx.client), "token.revoke", f"token {token_id}")
+        audit(db, viewer.caller(ctx.client), "token.revoke", f"token {token_id}")
         db.commit()
     ctx.flash("success", f"Token {token_id} revoked.")
     return ctx.redirect(ctx.url("/tokens"))
@@ -569,7 +574,7 @@ def set_password(
         except BadRequest as e:
             ctx.flash("error", f"Password not set: {e}")
             return ctx.redirect(ctx.url("/tokens"))
-        service.audit(db, viewer.caller(ctx.client),
+        audit(db, viewer.caller(ctx.client),
                       "user.password.clear" if disable else "user.password.set",
                       f"user {u.name}", scope=u.scope)
         db.commit()

@@ -186,7 +186,7 @@ class Upload(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     created_by: Mapped[str] = mapped_column(String(128), default="")
     # Loaded only when asked for (a push may have tens of thousands); the domain reads
-    # them as rows (service.pending_blobs), and the database deletes them with the upload.
+    # them as rows (domain/uploads.py), and the database deletes them with the upload.
     blobs: Mapped[list[BlobUpload]] = relationship(
         cascade="all, delete-orphan", lazy="select", passive_deletes=True
     )

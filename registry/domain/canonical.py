@@ -32,7 +32,10 @@ def _yaml(data: dict[str, Any]) -> str:
 
 def _plain(value: str) -> bool:
     # and not read back as another type (true, 123, 0b101, .inf...): those are quoted
-    return bool(_PLAIN.fullmatch(value)) and _resolver.resolve(ScalarNode, value, (True, False)) == _STR
+    return (
+        bool(_PLAIN.fullmatch(value))
+        and _resolver.resolve(ScalarNode, value, (True, False)) == _STR
+    )
 
 
 def _file(entry: dict[str, Any]) -> str:

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from ... import service
 from ...db.models import AuditEvent
+from ...domain import sweeper
+from ...domain.audit import audit
 from .. import API_PREFIX
 from ..deps import AdminCaller, RegistryDep, SessionDep
 from ..schemas import AuditOut, AuditPage, SweepOut
@@ -58,13 +59,13 @@ def sweep(
     gc_grace_s: Annotated[int | None, Query(ge=0, le=10**7)] = None,
 ) -> SweepOut:
     s = reg.settings
-    res = service.sweep(
+    res = sweeper.sweep(
         db,
         reg.storage,
         upload_timeout_s=s.upload_timeout_s if upload_timeout_s is None else upload_timeout_s,
         gc_grace_s=s.gc_grace_s if gc_grace_s is None else gc_grace_s,
         configured_timeout_s=s.upload_timeout_s,
     )
-    service.audit(db, caller, "registry.sweep", "registry", **res)
+    audit(db, caller, "registry.sweep", "registry", **res)
     db.commit()
     return SweepOut(**res)

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ...archive_push import push_archive
+from ...domain.audit import Caller
 from ...errors import BadRequest
-from ...service import Caller
 from ...state import Registry
 from .. import API_PREFIX
 from ..deps import RegistryDep, WriteCaller

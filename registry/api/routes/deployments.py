@@ -7,46 +7,36 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from sqlalchemy import select
 
-from ... import service
 from ...db.models import Deployment
+from ...domain import deployments
 from .. import API_PREFIX
 from ..deps import ReadCaller, SessionDep, WriteCaller
+from ..presenters import deployment_out
 from ..schemas import DeploymentIn, DeploymentOut
 
 router = APIRouter(prefix=f"{API_PREFIX}/deployments", tags=["deployments"])
 K8sName = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", max_length=253)]
 
 
-def _out(d: Deployment) -> DeploymentOut:
-    return DeploymentOut(
-        namespace=d.namespace,
-        name=d.name,
-        bento=f"{d.bento_name}:{d.bento_version}",
-        cluster=d.cluster,
-        status=d.status,
-        updated_at=d.updated_at,
-    )
-
-
 @router.get("", response_model=list[DeploymentOut], summary="Every reported deployment")
 def list_deployments(db: SessionDep, _: ReadCaller) -> list[DeploymentOut]:
     rows = db.scalars(select(Deployment).order_by(Deployment.namespace, Deployment.name))
-    return [_out(d) for d in rows]
+    return [deployment_out(d) for d in rows]
 
 
 @router.put("/{namespace}/{name}", response_model=DeploymentOut, summary="Report a deployment")
 def report(
     namespace: K8sName, name: K8sName, body: DeploymentIn, db: SessionDep, caller: WriteCaller
 ) -> DeploymentOut:
-    d = service.report_deployment(
+    d = deployments.report_deployment(
         db, caller, namespace, name, body.bento, body.cluster[:253], body.status
     )
     db.commit()
-    return _out(d)
+    return deployment_out(d)
 
 
 @router.delete("/{namespace}/{name}", status_code=204, summary="Clear a deployment's report")
 def clear(namespace: K8sName, name: K8sName, db: SessionDep, caller: WriteCaller) -> Response:
-    service.clear_deployment(db, caller, namespace, name)
+    deployments.clear_deployment(db, caller, namespace, name)
     db.commit()
     return Response(status_code=204)

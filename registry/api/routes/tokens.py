@@ -8,27 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from sqlalchemy import select
 
-from ... import auth, service
+from ... import auth
 from ...db.models import Token
+from ...domain.audit import audit
 from .. import API_PREFIX
 from ..deps import AdminCaller, ReadCaller, SessionDep
+from ..presenters import token_out
 from ..schemas import TokenCreate, TokenCreated, TokenOut
 
 router = APIRouter(prefix=f"{API_PREFIX}/tokens", tags=["tokens"])
-
-
-def token_out(t: Token) -> TokenOut:
-    return TokenOut(
-        id=t.id,
-        user=t.user.name,
-        name=t.name,
-        prefix=t.prefix,
-        scope=t.scope,
-        created_at=t.created_at,
-        expires_at=t.expires_at,
-        last_used_at=t.last_used_at,
-        revoked_at=t.revoked_at,
-    )
 
 
 @router.get("", response_model=list[TokenOut], summary="Every token (never the secrets)")
@@ -49,7 +37,7 @@ def create(body: TokenCreate, db: SessionDep, caller: AdminCaller) -> TokenCreat
     tok, plain = auth.create_token(
         db, user_name=body.user, scope=body.scope, name=body.name, expires_in=expires
     )
-    service.audit(db, caller, "token.create", f"token {tok.id}", scope=tok.scope, user=body.user)
+    audit(db, caller, "token.create", f"token {tok.id}", scope=tok.scope, user=body.user)
     db.commit()
     return TokenCreated(**token_out(tok).model_dump(), token=plain)
 
@@ -59,6 +47,6 @@ def revoke(
     token_id: Annotated[int, Path(ge=1, le=2**63 - 1)], db: SessionDep, caller: AdminCaller
 ) -> Response:
     auth.revoke(db, token_id)
-    service.audit(db, caller, "token.revoke", f"token {token_id}")
+    audit(db, caller, "token.revoke", f"token {token_id}")
     db.commit()
     return Response(status_code=204)

@@ -8,14 +8,13 @@ from fastapi.responses import StreamingResponse
 
 from jubako.tags import NAME_PATTERN, VERSION_PATTERN
 
-from ... import service
-from ...db.models import Version
+from ...domain import blobs, queries, versions
 from ...errors import Forbidden
 from .. import API_PREFIX
 from ..deps import ReadCaller, RegistryDep, SessionDep, WriteCaller
+from ..presenters import download_out, upload_out, version_out
 from ..schemas import (
     DownloadOut,
-    FileOut,
     LabelsPatch,
     PushOut,
     State,
@@ -24,7 +23,6 @@ from ..schemas import (
     VersionPage,
     VersionPush,
 )
-from .uploads import upload_out
 
 NAME_RE = f"^{NAME_PATTERN}$"
 VERSION_RE = f"^(?:{VERSION_PATTERN})$"
@@ -37,24 +35,6 @@ Sort = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Cursor = Annotated[str | None, Query(max_length=512)]
-
-
-def version_out(v: Version) -> VersionOut:
-    return VersionOut(
-        kind=v.kind,
-        name=v.name,
-        version=v.version,
-        tag=v.tag,
-        state=v.state,
-        digest=v.digest,
-        size=v.size,
-        file_count=v.file_count,
-        labels=v.label_dict,
-        created_at=v.created_at,
-        updated_at=v.updated_at,
-        ready_at=v.ready_at,
-        created_by=v.created_by,
-    )
 
 
 def make_router(kind: str) -> APIRouter:
@@ -71,7 +51,7 @@ def make_router(kind: str) -> APIRouter:
         limit: int,
         cursor: str | None,
     ) -> VersionPage:
-        rows, nxt = service.list_versions(
+        page = queries.list_versions(
             db,
             kind,
             name=name,
@@ -82,7 +62,9 @@ def make_router(kind: str) -> APIRouter:
             limit=limit,
             cursor=cursor,
         )
-        return VersionPage(items=[version_out(v) for v in rows], next_cursor=nxt)
+        return VersionPage(
+            items=[version_out(v) for v in page.rows], next_cursor=page.next_cursor
+        )
 
     @router.get("", response_model=VersionPage, summary=f"List {kind} versions of every name")
     def list_all(
@@ -116,11 +98,11 @@ def make_router(kind: str) -> APIRouter:
         summary=f"A {kind} version with its manifest ('latest': the newest ready one)",
     )
     def get_version(name: NameP, version: VersionP, db: SessionDep, _: ReadCaller) -> VersionDetail:
-        v = service.get_version(db, kind, name, version)
+        v = queries.get_version(db, kind, name, version)
         return VersionDetail(
             **version_out(v).model_dump(),
             manifest=yaml.safe_load(v.manifest),
-            used_by=service.used_by(db, v),
+            used_by=queries.used_by(db, v),
         )
 
     @router.get(
@@ -130,7 +112,7 @@ def make_router(kind: str) -> APIRouter:
         summary="The manifest bytes (their sha256 is the version's digest)",
     )
     def get_manifest(name: NameP, version: VersionP, db: SessionDep, _: ReadCaller) -> Response:
-        v = service.get_version(db, kind, name, version)
+        v = queries.get_version(db, kind, name, version)
         return Response(
             v.manifest.encode(),
             media_type="application/yaml",
@@ -150,22 +132,8 @@ def make_router(kind: str) -> APIRouter:
         _: ReadCaller,
         presigned: bool = True,
     ) -> DownloadOut:
-        v = service.get_version(db, kind, name, version, ready=True)
-        blobs = service.blobs_of(db, v)
-        files = []
-        for f in service.version_files(db, v):
-            url = None
-            if presigned and f.digest in blobs:
-                url = reg.storage.presign_get(blobs[f.digest], reg.settings.presign_expiry_s)
-            files.append(
-                FileOut(
-                    path=f.path,
-                    size=f.size,
-                    sha256=f.digest,
-                    url=url or f"/api/v1/blobs/{f.digest}",
-                )
-            )
-        return DownloadOut(tag=v.tag, digest=v.digest, manifest=v.manifest, files=files)
+        v = queries.get_version(db, kind, name, version, ready=True)
+        return download_out(reg, v, queries.blobs_of(db, v), queries.version_files(db, v), presigned)
 
     @router.put(
         "/{name}/versions/{version}",
@@ -187,7 +155,7 @@ def make_router(kind: str) -> APIRouter:
             from jubako.errors import InvalidBundle
 
             raise InvalidBundle("manifest too large")
-        res = service.create_version(
+        res = versions.create_version(
             db,
             reg.storage,
             caller,
@@ -212,8 +180,8 @@ def make_router(kind: str) -> APIRouter:
     def patch(
         name: NameP, version: VersionP, body: LabelsPatch, db: SessionDep, caller: WriteCaller
     ) -> VersionOut:
-        v = service.get_version(db, kind, name, version)
-        service.update_labels(db, caller, v, body.labels)
+        v = queries.get_version(db, kind, name, version)
+        versions.update_labels(db, caller, v, body.labels)
         db.commit()
         return version_out(v)
 
@@ -231,11 +199,12 @@ def make_router(kind: str) -> APIRouter:
         caller: WriteCaller,
         force: bool = False,
     ) -> Response:
-        v = service.get_version(db, kind, name, version)
+        v = queries.get_version(db, kind, name, version)
         if force and caller.scope != "admin":
             raise Forbidden("deleting with force needs the admin scope")
-        service.delete_version(db, reg.storage, caller, v, force=force)
+        gone = versions.delete_version(db, reg.storage, caller, v, force=force)
         db.commit()
+        blobs.delete_objects(reg.storage, gone.blob_keys)
         return Response(status_code=204)
 
     @router.get(
@@ -258,7 +227,7 @@ def make_router(kind: str) -> APIRouter:
     ) -> StreamingResponse:
         from ..archives import archive_response
 
-        v = service.get_version(db, kind, name, version, ready=True)
+        v = queries.get_version(db, kind, name, version, ready=True)
         return archive_response(reg, db, v, compression)
 
     return router
