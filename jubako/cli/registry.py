@@ -112,10 +112,11 @@ def create_token(
     """Create an API token in the registry database (shown once)."""
     from datetime import timedelta
 
-    from ..registry import auth, service
+    from ..registry import auth
     from ..registry import migrate as m
     from ..registry.config import load
     from ..registry.db.session import make_engine, make_sessionmaker
+    from ..registry.domain.audit import Caller, audit
 
     settings = load()
     if settings.embedded:
@@ -132,8 +133,8 @@ def create_token(
             name=name,
             expires_in=timedelta(days=expires_days) if expires_days else None,
         )
-        service.audit(
-            db, service.Caller("cli"), "token.create", f"token {tok.id}", scope=scope, user=user
+        audit(
+            db, Caller("cli"), "token.create", f"token {tok.id}", scope=scope, user=user
         )
         db.commit()
     if as_json:
@@ -165,10 +166,11 @@ def set_password(
     disable: Annotated[bool, typer.Option(help="Remove password login for this user.")] = False,
 ) -> None:
     """Let a user log in to the registry dashboard with a password (API tokens stay separate)."""
-    from ..registry import auth, service
+    from ..registry import auth
     from ..registry import migrate as m
     from ..registry.config import load
     from ..registry.db.session import make_engine, make_sessionmaker
+    from ..registry.domain.audit import Caller, audit
 
     if not disable and not password:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -181,9 +183,9 @@ def set_password(
     m.check(engine)
     with make_sessionmaker(engine)() as db:
         auth.set_password(db, user, None if disable else password, None if disable else scope)
-        service.audit(
+        audit(
             db,
-            service.Caller("cli"),
+            Caller("cli"),
             "user.password.clear" if disable else "user.password.set",
             f"user {user}",
             scope=None if disable else scope,

@@ -22,7 +22,7 @@ from ..api.routes.archive_upload import parse_labels, receive_and_push
 from ..db.models import KINDS, Token, Upload, User, Version, utcnow
 from ..domain import blobs, manifests
 from ..domain import queries as read
-from ..domain import versions as changes
+from ..domain import versions as edits
 from ..domain.audit import Caller, audit
 from ..errors import BadRequest, status_of
 from . import queries
@@ -310,7 +310,7 @@ def edit_labels(
             ctx.flash("info", "No label changed.")
             return ctx.redirect(back)
         try:
-            changes.update_labels(db, viewer.caller(ctx.client), v, changes)
+            edits.update_labels(db, viewer.caller(ctx.client), v, changes)
             db.commit()
         except BadRequest as e:
             ctx.flash("error", f"Labels not saved: {e}")
@@ -356,7 +356,7 @@ def delete(
             error = "Deleting with force needs the admin scope."
         else:
             try:
-                gone = changes.delete_version(db, ctx.reg.storage, viewer.caller(ctx.client),
+                gone = edits.delete_version(db, ctx.reg.storage, viewer.caller(ctx.client),
                                               v, force=force)
                 db.commit()
                 blobs.delete_objects(ctx.reg.storage, gone.blob_keys)
