@@ -80,7 +80,7 @@ Quantity = Annotated[str | int, AfterValidator(_quantity)]
 def _runtime_config(value: dict[str, Any] | None) -> dict[str, Any] | None:
     # Checked here as the runtime would read the file, so a typo is a SpecError on the
     # object, not pods crash-looping; only the bento's API names wait for the runtime.
-    from jubako.runtime.settings import check_config
+    from jubako.runtime_settings import check_config
 
     if value is not None:
         try:
@@ -219,7 +219,7 @@ class TLS(_Model):
 class Ingress(_Model):
     host: str
     class_name: str | None = None
-    # What the proxy accepts as its root path (runtime/settings.py), so it always starts.
+    # What the proxy accepts as its root path (jubako/runtime_settings.py), so it always starts.
     path: str = Field(default="/", pattern=r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*/?$")
     annotations: dict[str, str] = Field(default_factory=dict)
     tls: TLS | None = None

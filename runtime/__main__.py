@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("proxy")
     w = sub.add_parser("worker")
     # no defaults here: a flag not given leaves the value to the environment, the config
-    # file and the settings' own defaults (runtime/settings.py)
+    # file and the settings' own defaults (jubako/runtime_settings.py)
     for parser in (p, w):
         parser.add_argument("--bento")
         parser.add_argument("--host", default="0.0.0.0")

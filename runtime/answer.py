@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from .codec import JSON, error_body
 
 if TYPE_CHECKING:
+    from jubako.runtime_settings import RuntimeSettings
+
     from .proxy import ApiState
-    from .settings import RuntimeSettings
 
 Headers = Sequence[tuple[bytes, bytes]]
 RETRY_SOON: Headers = ((b"retry-after", b"1"),)

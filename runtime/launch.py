@@ -1,7 +1,7 @@
 """Start a runtime role from its settings: what ``jubako serve``, ``jubako runtime
 proxy|worker`` and ``python -m jubako.runtime`` share once their flags are parsed.
 
-Each builds the one :class:`~jubako.runtime.settings.RuntimeSettings` (flags > environment
+Each builds the one :class:`~jubako.runtime_settings.RuntimeSettings` (flags > environment
 > config file), checks the per-API sections against the bento before anything starts, and
 hands the config file on to the processes it starts (``JUBAKO_CONFIG``).
 """
@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jubako.errors import ConfigError
-
-from .settings import CONFIG_ENV, RuntimeSettings, batching, cpu_plan, parse_workers
+from jubako.runtime_settings import CONFIG_ENV, RuntimeSettings, batching, cpu_plan, parse_workers
 
 
 def settings(config: str | Path | None, **flags: Any) -> RuntimeSettings:

@@ -23,13 +23,13 @@ import numpy as np
 
 from jubako import logs
 from jubako.manifest import BentoManifest
+from jubako.runtime_settings import Batching, ProxySettings
 from jubako.workers.link import Address, WorkerLink
 from jubako.workers.wire import Result
 
 from .answer import Answer, Headers, Sink, error
 from .codec import ApiCodec, InputError, is_json_type
 from .dispatcher import Batch, CostModel, Dispatcher, Refusal
-from .settings import Batching, ProxySettings
 from .split import Queued, split
 from .static import StaticSite
 from .upstream import Upstream
@@ -327,9 +327,9 @@ def _fail_call(call: InFlight, status: int, message: str) -> None:
 def run(bento: str, port: int, workers: list[tuple[str, int]], host: str = "0.0.0.0") -> None:
     """Serve the proxy on the lean HTTP server (``runtime/http.py``) until SIGTERM."""
     from jubako.loader import open_bento
+    from jubako.runtime_settings import batching
 
     from .http import HttpServer
-    from .settings import batching
 
     logs.configure()  # JSON lines in pods, text on a terminal (JUBAKO_LOG_FORMAT / _LEVEL)
     bundle = open_bento(bento)

@@ -4,7 +4,7 @@ intra-op thread x spinning settings, on the light model (the ONNX MLP) and the h
 
     flock /tmp/jubako-bench.lock .venv/bin/python bench/runtime/defaults.py [--models onnx,encoder]
 
-The setting equal to what `jubako serve` chooses with no flags (runtime/settings.py,
+The setting equal to what `jubako serve` chooses with no flags (jubako/runtime_settings.py,
 cpu_plan) is run with no flags and no JUBAKO_NUM_* / JUBAKO_THREAD_SPINNING in the
 environment, so the "default" row is what a user gets. The bisection is run.py's, shorter
 (at most 6 probes; with --confirm a failing rate is probed twice, the shared machine's
@@ -26,7 +26,8 @@ import loadgen
 import orjson
 import run  # the bench's artifacts, servers and inputs
 from jubako.runtime.launch import cores
-from jubako.runtime.settings import cpu_plan
+
+from jubako.runtime_settings import cpu_plan
 
 # (workers, intra-op threads, spinning): the old default (1 worker, threads = cores,
 # libraries' spinning), the same without spinning, and one single-threaded worker per

@@ -88,7 +88,7 @@ def _index(name: str) -> int | None:
 
 def run(opts: Options) -> Summary:
     from jubako.loader import open_bento
-    from jubako.runtime.settings import batching
+    from jubako.runtime_settings import batching
 
     if opts.chunk_rows < 1:
         raise ConfigError("--chunk-rows must be >= 1")

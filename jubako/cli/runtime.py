@@ -66,7 +66,7 @@ def install(
     """Init container: make the bento's requirements available to the worker (docs/requirements.md)."""
     from jubako.environment import install_for_pod, write_termination_message
     from jubako.loader import open_bento
-    from jubako.runtime.settings import RuntimeSettings
+    from jubako.runtime_settings import RuntimeSettings
 
     bento = RuntimeSettings.load(bento=bento).bento
     if not bento:

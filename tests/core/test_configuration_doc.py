@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from jubako.operator.config import OperatorSettings
 from jubako.registry.config import Settings as RegistrySettings
-from jubako.runtime.settings import ApiSettings, RuntimeSettings, check_config, read_file
 from pydantic_settings import BaseSettings
 
 from jubako import safeyaml
 from jubako.config import Settings as ClientSettings
+from jubako.runtime_settings import ApiSettings, RuntimeSettings, check_config, read_file
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
 

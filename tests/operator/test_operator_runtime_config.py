@@ -14,9 +14,9 @@ from jubako.operator.config import OperatorSettings
 from jubako.operator.reconcile import API_VERSION
 from jubako.operator.render import CONFIG_HASH_ANNOTATION, Owner, render
 from jubako.operator.spec import KIND, SpecError, parse_spec
-from jubako.runtime.settings import RuntimeSettings
 from operator_manifests import load_examples, validate_cr, validate_k8s
 
+from jubako.runtime_settings import RuntimeSettings
 from jubako.tags import Tag
 
 SETTINGS = OperatorSettings(priority=1)

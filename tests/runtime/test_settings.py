@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from jubako.runtime.settings import RuntimeSettings, batching, check_config, cpu_plan
 
 from jubako.errors import ConfigError
 from jubako.manifest import ApiSpec, BatchingSpec, BentoManifest, TextSpec
+from jubako.runtime_settings import RuntimeSettings, batching, check_config, cpu_plan
 
 
 @pytest.fixture(autouse=True)

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from jubako.runtime.proxy import Proxy
-from jubako.runtime.settings import ProxySettings
 from jubako.runtime.static import StaticSite, content_type, not_modified, resolve
 
 from jubako.bundle import file_entries, walk_files
 from jubako.manifest import ApiSpec, BentoManifest, StaticSpec, TextSpec
+from jubako.runtime_settings import ProxySettings
 
 FILES = {"index.html": 1, "app.js": 1, "css/site.css": 1, "sub/index.html": 1, "a b.txt": 1}
 
