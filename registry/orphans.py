@@ -64,15 +64,9 @@ def remove_orphans(db: Session, storage: Storage, *, grace_s: int) -> OrphansRem
             db.scalars(select(BlobUpload.multipart_id).where(BlobUpload.multipart_id.in_(chunk)))
         )
     db.commit()
-    uploads = 0
-    for u in stale:
-        if u.upload in in_flight:
-            continue
-        try:
-            storage.abort(u.key, u.upload)
-            uploads += 1
-        except Exception:  # noqa: BLE001 - the next sweep tries again
-            log.warning("could not abort unfinished upload %s", u.upload, exc_info=True)
+    gone = [(u.key, u.upload) for u in stale if u.upload not in in_flight]
+    storage.abort_many(gone)  # what fails, the next sweep tries again
+    uploads = len(gone)
     if objects or uploads:
         log.info("removed orphans", extra={"objects": objects, "uploads": uploads})
     return OrphansRemoved(objects, uploads)

@@ -285,6 +285,7 @@ def complete_version(
         if v.state == READY and v.digest == digest:  # a joined pusher finished it first
             return v
         raise Conflict(f"{v.kind} {v.tag} is no longer being uploaded")
+    storage.release(_multiparts(db, upload.id))
     _delete_upload(db, upload)
     audit(db, caller, f"{v.kind}.ready", v.tag, digest=v.digest, upload=upload.id)
     db.flush()
@@ -309,11 +310,20 @@ def _delete_upload(db: Session, upload: Upload) -> None:
     db.expunge(upload)
 
 
+def _multiparts(db: Session, upload_id: str, pending: bool = False) -> list[tuple[str, str]]:
+    """(key, multipart id) of the session's blob uploads (only those not done: pending)."""
+    q = select(BlobUpload.key, BlobUpload.multipart_id).where(
+        BlobUpload.upload_id == upload_id, BlobUpload.multipart_id != ""
+    )
+    if pending:
+        q = q.where(BlobUpload.done.is_(False))
+    return [(r.key, r.multipart_id) for r in db.execute(q)]
+
+
 def _abort_blobs(db: Session, storage: Storage, upload: Upload) -> None:
-    for bu in pending_blobs(db, upload.id):
-        if bu.multipart_id:
-            with contextlib.suppress(Exception):
-                storage.abort(bu.key, bu.multipart_id)
+    storage.abort_many(_multiparts(db, upload.id, pending=True))
+    with contextlib.suppress(Exception):  # what is left, the orphan sweep finds
+        storage.release(_multiparts(db, upload.id))
 
 
 def drop(db: Session, storage: Storage, v: Version) -> None:

@@ -9,12 +9,15 @@ blob becomes visible at its key. Bodies are streamed in chunks, never held whole
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from jubako.errors import JubakoError
+
+log = logging.getLogger("jubako.registry")
 
 CHUNK = 1 << 20
 
@@ -126,6 +129,20 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def abort(self, key: str, upload: str) -> None:
         """Drop an unfinished upload and its parts; no error when already gone."""
+
+    def abort_many(self, uploads: list[tuple[str, str]]) -> None:
+        """``abort`` each (key, upload); failures are left to the orphan sweep."""
+        for key, upload in uploads:
+            try:
+                self.abort(key, upload)
+            except Exception:  # noqa: BLE001 - the orphan sweep finds it again
+                log.warning("could not abort upload %s", upload, exc_info=True)
+
+    def release(self, uploads: list[tuple[str, str]]) -> None:
+        """The session that began these uploads ended, each one completed or aborted:
+        drop what storage kept for them as a group (local batch folders).
+        Nothing by default: a backend that keeps no groups has nothing to drop."""
+        return None
 
     def list_keys(self) -> Iterator[str]:
         """Every blob key."""
