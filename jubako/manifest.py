@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import __version__, safeyaml
+from . import __version__, manifest_load, safeyaml
 from .digest import sha256_bytes
 from .errors import InvalidBundle
 from .tags import NAME_PATTERN, VERSION_PATTERN, Tag
@@ -227,7 +227,7 @@ def utcnow() -> datetime:
 def parse_manifest(data: bytes, source: str, kind: type[Manifest]) -> Manifest:
     """Parse manifest bytes; errors name the source and the offending field."""
     try:
-        raw = safeyaml.load(data)  # no aliases, bounded depth: the bytes may be hostile
+        raw = manifest_load.load(data)  # no aliases, bounded depth: the bytes may be hostile
     except yaml.YAMLError as e:
         raise InvalidBundle(f"{source}: not valid YAML: {e}") from None
     except safeyaml.UnsafeYAML as e:
