@@ -1,11 +1,12 @@
 """CPU defaults by measurement (issue 16 item 5): `jubako serve` under a few worker x
-intra-op thread x spinning settings, on the light model (the ONNX MLP) and the heavy one
+intra-op thread x spinning x proxy settings, on the light model (the ONNX MLP) and the heavy one
 (the bench encoder); the max rate at SLO of each, and the default's ratio to the best.
 
     flock /tmp/jubako-bench.lock .venv/bin/python bench/runtime/defaults.py [--models onnx,encoder]
+        [--settings 1x1,2x1,2x1x2]   # workers x threads [x proxies], no spinning
 
 The setting equal to what `jubako serve` chooses with no flags (jubako/runtime_settings.py,
-cpu_plan) is run with no flags and no JUBAKO_NUM_* / JUBAKO_THREAD_SPINNING in the
+cpu_plan and proxy_count) is run with no flags and no JUBAKO_NUM_* / JUBAKO_THREAD_SPINNING in the
 environment, so the "default" row is what a user gets. The bisection is run.py's, shorter
 (at most 6 probes; with --confirm a failing rate is probed twice, the shared machine's
 stalls failing single probes); one server per setting, restarted after a failed probe. Writes
@@ -27,33 +28,35 @@ import orjson
 import run  # the bench's artifacts, servers and inputs
 from jubako.runtime.launch import cores
 
-from jubako.runtime_settings import cpu_plan
+from jubako.runtime_settings import cpu_plan, proxy_count
 
-# (workers, intra-op threads, spinning): the old default (1 worker, threads = cores,
-# libraries' spinning), the same without spinning, and one single-threaded worker per
-# core or fewer
-SWEEP = [(1, 0, True), (1, 0, False), (1, 1, False), (0, 1, False)]
-
-
-def label(workers: int, threads: int, spin: bool) -> str:
-    return f"{workers}w x {threads}t{' spin' if spin else ''}"
+# (workers, intra-op threads, spinning, proxies): the old default (1 worker, threads =
+# cores, libraries' spinning), the same without spinning, one single-threaded worker per
+# core or fewer, and one proxy per worker
+SWEEP = [(1, 0, True, 1), (1, 0, False, 1), (1, 1, False, 1), (0, 1, False, 1), (0, 1, False, 0)]
+Setting = tuple[int, int, bool, int]
 
 
-def resolve(setting: tuple[int, int, bool], n: int) -> tuple[int, int, bool]:
-    w, t, spin = setting
-    return (w or n // (t or 1), t or n // (w or 1), spin)
+def label(workers: int, threads: int, spin: bool, proxies: int) -> str:
+    return f"{workers}w x {threads}t{f' x {proxies}p' if proxies > 1 else ''}{' spin' if spin else ''}"
 
 
-def server(model: str, env: dict[str, str], port: int, setting: tuple[int, int, bool] | None) -> run.Server:
+def resolve(setting: Setting, n: int) -> Setting:
+    w, t, spin, p = setting
+    w, t = (w or n // (t or 1), t or n // (w or 1))
+    return (w, t, spin, p or w)
+
+
+def server(model: str, env: dict[str, str], port: int, setting: Setting | None) -> run.Server:
     argv = [str(run.VENV / "jubako"), "serve", run.MODELS[model]["jubako"], "--port", str(port)]
-    e = {k: v for k, v in env.items() if k not in ("JUBAKO_NUM_WORKERS", "JUBAKO_NUM_THREADS",
+    e = {k: v for k, v in env.items() if k not in ("JUBAKO_NUM_WORKERS", "JUBAKO_NUM_THREADS", "JUBAKO_NUM_PROXIES",
                                                     "JUBAKO_THREAD_SPINNING", "OMP_WAIT_POLICY")}
     name = f"defaults-{model}-default"
     if setting is not None:
-        w, t, spin = setting
-        argv += ["--workers", str(w)]
+        w, t, spin, p = setting
+        argv += ["--workers", str(w), "--proxies", str(p)]
         e.update(JUBAKO_NUM_THREADS=str(t), JUBAKO_THREAD_SPINNING="1" if spin else "0")
-        name = f"defaults-{model}-{w}w{t}t{'s' if spin else ''}"
+        name = f"defaults-{model}-{w}w{t}t{p}p{'s' if spin else ''}"
     return run.Server(name, argv, e, run.ROOT, port, "/readyz")
 
 
@@ -96,20 +99,22 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="onnx,encoder")
     ap.add_argument("--out", type=Path, default=run.RESULTS / "defaults.json")
-    ap.add_argument("--settings", default="", help="workers x threads to run instead of the sweep, e.g. 1x1,2x1")
+    ap.add_argument("--settings", default="",
+                    help="workers x threads [x proxies] to run instead of the sweep, e.g. 1x1,2x1,2x1x2")
     ap.add_argument("--confirm", action="store_true", help="probe a failing rate twice before it fails")
     args = ap.parse_args()
     n = cores()
     plan = cpu_plan(n)
-    default = (plan.workers, plan.threads, False)
+    default = (plan.workers, plan.threads, False, proxy_count(plan.workers))
     run.WORK.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "JUBAKO_HOME": str(run.WORK / "home"), "JUBAKO_LOG_LEVEL": "WARNING"}
     env.update(run.prepare(env))
     doc: dict[str, Any] = {"command": " ".join(["bench/runtime/defaults.py", *sys.argv[1:]]), "cores": n,
                            "default": label(*default), "load_at_start": run.loadavg(), "models": {}}
     settings = [resolve(s, n) for s in SWEEP]
-    if args.settings:  # e.g. 1x1,2x1: workers x threads, without spinning
-        settings = [(int(w), int(t), False) for w, t in (x.split("x") for x in args.settings.split(","))]
+    if args.settings:  # e.g. 1x1,2x1x2: workers x threads [x proxies], without spinning
+        settings = [(int(x[0]), int(x[1]), False, int(x[2]) if len(x) > 2 else 1)
+                    for x in (s.split("x") for s in args.settings.split(","))]
     if default not in settings:
         settings.append(default)
     t0 = time.monotonic()

@@ -137,9 +137,10 @@ class Server:
 
 def server(system: str, model: str, env: dict[str, str], port: int, jubako_workers: int) -> Server:
     spec = MODELS[model]
-    if system == "jubako":
+    if system == "jubako":  # --jubako-workers 0: no flag, jubako serve's own defaults (workers, proxies)
+        workers = ["--workers", str(jubako_workers)] if jubako_workers else []
         return Server(f"{system}-{model}", [str(VENV / "jubako"), "serve", spec["jubako"], "--port", str(port),
-                                             "--workers", str(jubako_workers)], env, ROOT, port, "/readyz")
+                                             *workers], env, ROOT, port, "/readyz")
     if system == PROXIES_SYSTEM:
         return Server(f"{system}-{model}", [str(VENV / "jubako"), "serve", spec["jubako"], "--port", str(port),
                                              "--workers", str(max(2, jubako_workers)), "--proxies", "2"],
@@ -251,7 +252,7 @@ def main() -> None:
     ap.add_argument("--systems", default=None,
                     help=f"default: {','.join(DEFAULT_SYSTEMS['onnx'])} (onnx), {','.join(SYSTEMS)} (encoder)")
     ap.add_argument("--jubako-workers", default="onnx=1,encoder=2",
-                    help="worker processes of `jubako serve` per model")
+                    help="worker processes of `jubako serve` per model (0: no --workers flag, serve's defaults)")
     ap.add_argument("--quick", action="store_true", help="short runs, to debug the harness")
     ap.add_argument("--capacity", default="",
                     help="e.g. onnx=9000,encoder=600: skip the closed loop and the bisection and run only the "
