@@ -350,39 +350,72 @@ def _flat_for_csv(table: pa.Table) -> pa.Table:
     return pa.table(cols, names=names)
 
 
-def assemble(parts: storage.Parts, names: list[str], fmt: str, output: str) -> None:
-    """Join the finished parts into ``output``: all of it appears at once or nothing does."""
-    writer = storage.AtomicWriter(output)
-    try:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
+class Output:
+    """The output file, written part by part in chunk order as parts commit, so that no
+    pass over all the parts is left for the end (docs/batch.md, "Resuming"). Nothing is
+    visible at ``url`` before :meth:`commit`: a local temporary file (in ``tmp_dir``, the
+    parts folder, so that a killed run's temporary goes with the parts), or an S3
+    multipart upload. A Parquet output gets one row group per part."""
 
-            pw = None
-            schema = None
-            for name in names:
-                with parts.open(name) as f:
-                    table = pa.ipc.open_stream(f).read_all()
-                if pw is None:
-                    schema = table.schema
-                    # dictionaries pay off for text, not for numbers and tensor rows
-                    text = [n for n, t in zip(schema.names, schema.types, strict=True)
-                            if pa.types.is_string(t) or pa.types.is_large_string(t)]
-                    pw = pq.ParquetWriter(writer, schema, use_dictionary=text or False)
-                elif table.schema != schema:
-                    try:
-                        table = table.cast(schema)
-                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
-                        raise JubakoError(f"{name}: its columns differ from the first part's: {e}") from None
-                pw.write_table(table)
-            if pw is None:
+    def __init__(self, url: str, fmt: str, tmp_dir: str | None = None):
+        self.fmt = fmt
+        self.writer = storage.AtomicWriter(url, tmp_dir)
+        self.pw: Any = None  # the ParquetWriter, from the first part on
+        self.schema: pa.Schema | None = None
+
+    def add_table(self, table: pa.Table, name: str) -> None:
+        """One part of a Parquet output, as a table."""
+        import pyarrow.parquet as pq
+
+        if self.pw is None:
+            self.schema = table.schema
+            # dictionaries pay off for text, not for numbers and tensor rows
+            text = [n for n, t in zip(table.schema.names, table.schema.types, strict=True)
+                    if pa.types.is_string(t) or pa.types.is_large_string(t)]
+            self.pw = pq.ParquetWriter(self.writer, table.schema, use_dictionary=text or False)
+        elif table.schema != self.schema:
+            try:
+                table = table.cast(self.schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
+                raise JubakoError(f"{name}: its columns differ from the first part's: {e}") from None
+        self.pw.write_table(table)
+
+    def add_bytes(self, data: bytes) -> None:
+        """One part of a text output (CSV or JSON Lines), as encoded."""
+        self.writer.write(data)
+
+    def add_part(self, parts: storage.Parts, name: str) -> None:
+        """A part already committed (a resumed run's), read back from the parts folder."""
+        with parts.open(name) as f:
+            if self.fmt == "parquet":
+                self.add_table(pa.ipc.open_stream(f).read_all(), name)
+            else:
+                while block := f.read(1 << 20):
+                    self.writer.write(block)
+
+    def commit(self) -> None:
+        if self.fmt == "parquet":
+            if self.pw is None:
                 raise JubakoError("no rows to write")
-            pw.close()
-        else:
-            for name in names:
-                with parts.open(name) as f:
-                    while block := f.read(1 << 20):
-                        writer.write(block)
-        writer.commit()
+            self.pw.close()
+        self.writer.commit()
+
+    def abort(self) -> None:
+        if self.pw is not None:
+            try:
+                self.pw.close()
+            except Exception:  # noqa: S110 - the file is dropped anyway
+                pass
+        self.writer.abort()
+
+
+def assemble(parts: storage.Parts, names: list[str], fmt: str, output: str) -> None:
+    """Join finished parts into ``output``: all of it appears at once or nothing does."""
+    out = Output(output, fmt)
+    try:
+        for name in names:
+            out.add_part(parts, name)
+        out.commit()
     except BaseException:
-        writer.abort()
+        out.abort()
         raise

@@ -387,9 +387,9 @@ def _tensor_column(tensor: np.ndarray | None, rows: np.ndarray, n: int, ok: np.n
     else:
         full = np.zeros((n, *item), dtype=tensor.dtype)
         full[rows] = tensor
-    mask = pa.array(~ok)
+    mask = None if len(rows) == n else pa.array(~ok)  # no validity bitmap when every row scored
     if not item:
-        return pa.array(full, mask=~ok)
+        return pa.array(full, mask=None if mask is None else ~ok)
     arr: pa.Array = pa.array(full.reshape(-1))
     for k, d in enumerate(reversed(item)):
         last = k == len(item) - 1

@@ -156,29 +156,30 @@ def run(opts: Options) -> Summary:
     stale = [n for n in names if (i := _index(n)) is not None and i >= done]
     parts.delete(stale)
 
+    # the output is written as chunks commit (a resumed run's done parts first): no pass
+    # over all the parts is left for the end
+    out = formats.Output(opts.output, out_fmt, None if parts.s3 else str(parts.dir))
     try:
+        data_parts = sorted((n for n in names if n.startswith("part-") and (_index(n) or 0) < done),
+                            key=lambda n: _index(n) or 0)
+        for n in data_parts:
+            out.add_part(parts, n)
         reader = formats.open_reader(opts.input, in_fmt, opts.chunk_rows)
         reader.only = adapter.needed()
         job = _Job(opts, spec.name, spec.batchable, max_batch, inflight, adapter, reader, parts, out_fmt, done,
-                   str(bundle.path), executor, python)
+                   str(bundle.path), executor, python, out)
         summary = _run_loop(job)
+        t_assembly = time.perf_counter()
+        if out_fmt == "parquet" and out.pw is None:
+            raise JubakoError(f"{opts.input} has no rows")
+        out.commit()
     except BaseException:
+        out.abort()
         if fresh and not any(n.startswith("done-") for n in parts.list()):
             parts.remove_all()  # nothing worth keeping: a settings error, or stopped at once
         raise
     summary.output = opts.output
-    t_assembly = time.perf_counter()
-    # every chunk is committed: join the parts, then drop them
-    names = parts.list()
-    data_parts = sorted((n for n in names if n.startswith("part-")), key=lambda n: _index(n) or 0)
-    error_parts = sorted((n for n in names if n.startswith("errors-")), key=lambda n: _index(n) or 0)
-    if data_parts:
-        formats.assemble(parts, data_parts, out_fmt, opts.output)
-    else:
-        if out_fmt == "parquet":
-            raise JubakoError(f"{opts.input} has no rows")
-        w = storage.AtomicWriter(opts.output)
-        w.commit()
+    error_parts = sorted((n for n in parts.list() if n.startswith("errors-")), key=lambda n: _index(n) or 0)
     if error_parts:
         formats.assemble(parts, error_parts, "jsonl", errors_url)
         summary.errors = errors_url
@@ -205,6 +206,7 @@ class _Job:
     bento_path: str
     executor: str
     python: str  # the workers' python: this one, or the bento's venv
+    out: formats.Output  # written in chunk order as chunks commit
 
 
 def _python(bundle: Any, install: bool) -> str:
@@ -508,18 +510,26 @@ async def _commit_in_turn(job: _Job, before: asyncio.Task[int] | None, scored: a
 
 async def _commit(job: _Job, scored: tuple[formats.Chunk, Any, dict[int, str]], progress: _Progress) -> int:
     chunk, table, errors = scored
+    await asyncio.to_thread(_commit_part, job, chunk, table, errors)  # one thread hop per chunk
+    progress.update(chunk.rows, True, chunk.bytes_read)
+    return len(errors)
+
+
+def _commit_part(job: _Job, chunk: formats.Chunk, table: Any, errors: dict[int, str]) -> None:
+    """The chunk's part, its errors and last its marker, each written whole; then its rows
+    appended to the output (in chunk order: the commits are chained)."""
     i = chunk.index
-    data = await asyncio.to_thread(formats.encode_part, table, job.out_fmt, i == 0, job.adapter.json_columns)
-    ext = formats.EXTENSION[job.out_fmt]
-    await asyncio.to_thread(job.parts.put, f"part-{i:06d}.{ext}", data)
+    data = formats.encode_part(table, job.out_fmt, i == 0, job.adapter.json_columns)
+    job.parts.put(f"part-{i:06d}.{formats.EXTENSION[job.out_fmt]}", data)
     if errors:
         lines = b"".join(orjson.dumps({"row": chunk.start + k + 1, "error": locate(errors[k], chunk.start + k + 1)})
                          + b"\n" for k in sorted(errors))
-        await asyncio.to_thread(job.parts.put, f"errors-{i:06d}.jsonl", lines)
-    marker = orjson.dumps({"rows": chunk.rows, "failed": len(errors)})
-    await asyncio.to_thread(job.parts.put, f"done-{i:06d}.json", marker)
-    progress.update(chunk.rows, True, chunk.bytes_read)
-    return len(errors)
+        job.parts.put(f"errors-{i:06d}.jsonl", lines)
+    job.parts.put(f"done-{i:06d}.json", orjson.dumps({"rows": chunk.rows, "failed": len(errors)}))
+    if job.out_fmt == "parquet":
+        job.out.add_table(table, f"part-{i:06d}")
+    else:
+        job.out.add_bytes(data)
 
 
 def _print_summary(s: Summary, opts: Options) -> None:

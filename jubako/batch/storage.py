@@ -301,7 +301,7 @@ class AtomicWriter(io.RawIOBase):
     upload (parts of :data:`PART_SIZE`), completed on commit and aborted otherwise.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, tmp_dir: str | None = None):
         self.url = url
         self.s3 = is_s3(url)
         self.written = 0
@@ -313,7 +313,10 @@ class AtomicWriter(io.RawIOBase):
         else:
             path = Path(url)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            # tmp_dir: a folder on the same file system (the rename must not cross one)
+            where = Path(tmp_dir) if tmp_dir else path.parent
+            where.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(dir=where, prefix=f".{path.name}.")
             self.f = os.fdopen(fd, "wb")
 
     def writable(self) -> bool:

@@ -54,6 +54,8 @@ def test_sigkill_and_resume(tmp_path: Path, onnx_bento: str, executor: str) -> N
             proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()  # never half-written
+    # the output is written as chunks commit, into a temporary that lives with the parts
+    assert list(parts.glob(".out.csv.*")), sorted(p.name for p in parts.iterdir())
     done = sorted(p.name for p in parts.glob("done-*"))
     assert 5 <= len(done) < ROWS // CHUNK
 
@@ -62,6 +64,7 @@ def test_sigkill_and_resume(tmp_path: Path, onnx_bento: str, executor: str) -> N
     n = int(resumed.stderr.split("resumed after ")[1].split(" chunk")[0])
     assert n >= len(done)
     assert not parts.exists()
+    assert not list(tmp_path.glob(".out.csv.*"))  # no temporary left next to the output
     assert out.read_bytes() == ref.read_bytes()
     assert Path(str(out) + ".errors.jsonl").read_bytes() == Path(str(ref) + ".errors.jsonl").read_bytes()
     table = read_output(out)
