@@ -121,8 +121,8 @@ def main() -> None:
     ap.add_argument(
         "--data-dir",
         default="/dev/shm" if os.path.isdir("/dev/shm") else None,
-        help="parent of the registry's data folder; default /dev/shm: local storage makes"
-        " and removes a folder per blob upload, which measures the disk, not the registry",
+        help="parent of the registry's data folder; default /dev/shm (before 261b8c8 local"
+        " storage made a folder per blob upload, which measured the disk, not the registry)",
     )
     a = ap.parse_args()
     for db in ["sqlite", "postgres"] if a.db == "both" else [a.db]:

@@ -3,6 +3,10 @@ one place (route modules build none and import none from each other)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+from fastapi import Response
 from sqlalchemy.orm import Session
 
 from ..db.models import Deployment, Token, Upload, Version, VersionFile
@@ -10,11 +14,9 @@ from ..domain import uploads
 from ..state import Registry
 from ..storage.base import Part
 from .schemas import (
-    BlobUploadOut,
     DeploymentOut,
     DownloadOut,
     FileOut,
-    PartOut,
     TokenOut,
     UploadOut,
     VersionOut,
@@ -41,12 +43,15 @@ def version_out(v: Version) -> VersionOut:
 
 def upload_out(
     reg: Registry, db: Session, upload: Upload, blobs: list[uploads.PendingBlob]
-) -> UploadOut:
+) -> dict[str, Any]:
+    """An ``UploadOut`` as JSON-ready data: a session can list tens of thousands of blobs,
+    too many for a pydantic object each (see ``json_response``)."""
     out = []
     # Ask storage only about blobs whose multipart upload was not begun by this request.
     ask = [b for b in blobs if b.multipart_id and not b.fresh]
     got = reg.storage.parts_many([(b.key, b.multipart_id) for b in ask])
     receipts = {b.digest: r for b, r in zip(ask, got, strict=True)}
+    presigns, expiry = reg.storage.presigns, reg.settings.presign_expiry_s
     for bu in blobs:
         received = receipts.get(bu.digest, {})
         parts = []
@@ -57,15 +62,19 @@ def upload_out(
             got = Part(n, size) if received is None else received.get(n)
             ok = got is not None and got.size == size
             url = None
-            if not ok:
-                url = reg.storage.presign_part(
-                    bu.key, bu.multipart_id, n, reg.settings.presign_expiry_s
-                )
-            parts.append(PartOut(number=n, size=size, received=ok, url=url))
-        out.append(
-            BlobUploadOut(digest=bu.digest, size=bu.size, part_size=bu.part_size, parts=parts)
-        )
-    return UploadOut(id=upload.id, expires_at=upload.expires_at, blobs=out)
+            if not ok and presigns:
+                url = reg.storage.presign_part(bu.key, bu.multipart_id, n, expiry)
+            parts.append({"number": n, "size": size, "received": ok, "url": url})
+        out.append({"digest": bu.digest, "size": bu.size, "part_size": bu.part_size, "parts": parts})
+    head = UploadOut(id=upload.id, expires_at=upload.expires_at, blobs=[]).model_dump(mode="json")
+    return {**head, "blobs": out}
+
+
+def json_response(data: dict[str, Any], status_code: int = 200) -> Response:
+    """``data`` as the JSON body, serialized by orjson: a Response skips FastAPI's
+    validation and encoding of the route's response_model (which still documents it), a
+    second pass over every blob of a big session."""
+    return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
 
 
 def download_out(

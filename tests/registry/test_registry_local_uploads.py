@@ -102,3 +102,18 @@ def test_a_push_leaves_no_upload_folders(registry) -> None:  # type: ignore[no-u
         assert r.status_code == 200, r.text
         assert http.delete(f"/api/v1/uploads/{aborted['upload']['id']}").status_code == 204
         assert list(storage.uploads.iterdir()) == []
+
+
+def test_parts_many_answers_as_upload_parts_does(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "blobs")
+    keys = [f"sha256/00/{i:064x}" for i in range(6)]
+    ids = storage.begin_many(keys[:5]) + storage.begin_many(keys[5:])  # a batch, and one alone
+    for k, u in [(keys[0], ids[0]), (keys[1], ids[1]), (keys[5], ids[5])]:
+        storage.put_part(k, u, 2, spooled(tmp_path, b"ab"), 2)
+    storage.abort(keys[1], ids[1])
+    storage.abort(keys[2], ids[2])
+    pairs = list(zip(keys, ids, strict=True)) + [(keys[0], ids[0].split(".")[0] + ".99")]
+    got = storage.parts_many(pairs)
+    assert got == [storage.upload_parts(k, u) for k, u in pairs]
+    assert got[0] == got[5] == {2: storage.parts(keys[0], ids[0])[2]}
+    assert got[1] is None and got[2] is None and got[3] == {}

@@ -18,7 +18,7 @@ from ...state import Registry
 from ...transactions import verify_and_commit
 from .. import API_PREFIX
 from ..deps import RegistryDep, SessionDep, WriteCaller
-from ..presenters import upload_out, version_out
+from ..presenters import json_response, upload_out, version_out
 from ..schemas import (
     BlobDone,
     CompleteIn,
@@ -33,9 +33,9 @@ Digest = Annotated[str, Path(pattern="^[0-9a-f]{64}$")]
 
 
 @router.get("/{upload_id}", response_model=UploadOut, summary="An upload session (to resume it)")
-def get_upload(upload_id: UploadId, reg: RegistryDep, db: SessionDep, _: WriteCaller) -> UploadOut:
+def get_upload(upload_id: UploadId, reg: RegistryDep, db: SessionDep, _: WriteCaller) -> Response:
     upload = uploads.get_upload(db, upload_id)
-    return upload_out(reg, db, upload, uploads.pending_blobs(db, upload.id))
+    return json_response(upload_out(reg, db, upload, uploads.pending_blobs(db, upload.id)))
 
 
 def _spool(reg: Registry) -> tuple[int, str]:

@@ -12,7 +12,7 @@ from ...domain import blobs, queries, versions
 from ...errors import Forbidden
 from .. import API_PREFIX
 from ..deps import ReadCaller, RegistryDep, SessionDep, WriteCaller
-from ..presenters import download_out, upload_out, version_out
+from ..presenters import download_out, json_response, upload_out, version_out
 from ..schemas import (
     DownloadOut,
     LabelsPatch,
@@ -149,8 +149,7 @@ def make_router(kind: str) -> APIRouter:
         reg: RegistryDep,
         db: SessionDep,
         caller: WriteCaller,
-        response: Response,
-    ) -> PushOut:
+    ) -> Response:
         if len(body.manifest) > reg.settings.max_manifest_bytes:
             from jubako.errors import InvalidBundle
 
@@ -171,10 +170,11 @@ def make_router(kind: str) -> APIRouter:
             max_blob_bytes=reg.settings.max_blob_bytes,
         )
         db.commit()
-        if res.created:
-            response.status_code = 201
         up = upload_out(reg, db, res.upload, res.missing) if res.upload else None
-        return PushOut(version=version_out(res.version), created=res.created, upload=up)
+        v = version_out(res.version).model_dump(mode="json")
+        return json_response(
+            {"version": v, "created": res.created, "upload": up}, 201 if res.created else 200
+        )
 
     @router.patch("/{name}/versions/{version}", response_model=VersionOut, summary="Change labels")
     def patch(
