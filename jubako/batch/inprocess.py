@@ -76,14 +76,17 @@ class Lane:
         return (runner.batchable and not runner.api.is_async and isinstance(runner.input, TensorSpec)
                 and isinstance(runner.output, TensorSpec))
 
-    async def run_tensor(self, api: str, x: np.ndarray, spans: list[tuple[int, int]]) -> list[np.ndarray | None]:
+    async def run_tensor(self, api: str, x: np.ndarray,
+                         spans: list[tuple[int, int]]) -> tuple[np.ndarray | None, list[np.ndarray | None]]:
         """Rows ``a:b`` of ``x`` for each span, each as one call of the API on this thread:
         the output checked as the worker's executor checks it, or None where the call
         raised or its output does not fit (the caller then runs that batch through
         :meth:`call`: the worker's re-runs and messages). For a model that costs
         microseconds per row the executor's per-batch work (a coroutine, the split and
         join of requests, a copy per batch) cost more than the model; here a batch costs
-        the API call, a slice and a dtype/shape comparison."""
+        the API call, a slice and a dtype/shape comparison. When every call succeeded and
+        the output's rows have a fixed shape, the first value is all the outputs in one
+        array (the caller then has nothing to do per batch), else None."""
         runner = self.runners[api]
         want = np.dtype(runner.output.dtype)
         item = tuple(runner.output.shape[1:])
@@ -92,6 +95,7 @@ class Lane:
         # from the wire; x itself stays as read for the batches that fail
         lo, hi = spans[0][0], spans[-1][1]
         work = np.array(x[lo:hi], order="C")
+        block = np.empty((hi - lo, *item), dtype=want) if fixed else None
         fn, join, check = runner.bound, runner._join, runner._out_array
         torch = runner._torch is not None
         outs: list[np.ndarray | None] = []
@@ -103,9 +107,12 @@ class Lane:
                 if not (fixed and type(out) is np.ndarray and out.dtype == want and out.shape == (n, *item)):
                     out = check(out, n)  # converts, or raises OutputError
                 outs.append(out)
+                if block is not None:
+                    block[a - lo : b - lo] = out
             except Exception:
                 outs.append(None)
-        return outs
+                block = None
+        return block, outs
 
     def stop(self) -> None:
         if self.loop.is_running():

@@ -406,16 +406,28 @@ async def _score(job: _Job, pool: Any, chunk: formats.Chunk, items: Items) -> tu
         per = max(1, -(-len(spans) // (2 * len(pool.lanes))))
         groups = [spans[i : i + per] for i in range(0, len(spans), per)]
 
-        async def group(lane: Any, these: list[tuple[int, int]]) -> list[Any]:
+        async def group(lane: Any, these: list[tuple[int, int]]) -> tuple[np.ndarray | None, list[Any]]:
             if items.tensor is None or not lane.whole_batches(job.api):
-                return [await _batch(job, lane, items, a, b) for a, b in these]
-            outs = await lane.run_tensor(job.api, items.tensor, these)
+                return None, [await _batch(job, lane, items, a, b) for a, b in these]
+            block, outs = await lane.run_tensor(job.api, items.tensor, these)
+            if block is not None:  # every batch ok: the group's outputs in one array
+                return block, []
             # a batch that raised, or whose output does not fit, goes the worker's way
-            return [(None, o, [], {}) if o is not None else await _batch(job, lane, items, a, b)
-                    for (a, b), o in zip(these, outs, strict=True)]
+            return None, [(None, o, [], {}) if o is not None else await _batch(job, lane, items, a, b)
+                          for (a, b), o in zip(these, outs, strict=True)]
 
         done = await asyncio.gather(*(pool.run_group(lambda lane, g=g: group(lane, g)) for g in groups))
-        results = [r for rs in done for r in rs]
+        if done and all(block is not None for block, _ in done):  # the common case: nothing to do per batch
+            tensor = done[0][0] if len(done) == 1 else np.concatenate([block for block, _ in done])
+            table = job.adapter.output_table(chunk, rows, tensor, None, errors)
+            return chunk, table, errors
+        results = []
+        for g, (block, rs) in zip(groups, done, strict=True):
+            if block is None:
+                results += rs
+            else:
+                lo = g[0][0]
+                results += [(None, block[a - lo : b - lo], [], {}) for a, b in g]
     else:
         results = await asyncio.gather(*(_batch(job, pool, items, a, b) for a, b in spans))
     ok_rows: list[np.ndarray] = []
