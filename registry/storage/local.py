@@ -274,7 +274,7 @@ class LocalStorage(Storage):
         # A batch whose every upload is aborted here or gone already goes in one rmtree.
         batches: dict[Path, set[str]] = {}
         for key, upload in uploads:
-            batch = self._batch(upload)
+            batch = None if self._stray_file(upload) else self._batch(upload)
             if batch is None:
                 self.abort(key, upload)
             else:

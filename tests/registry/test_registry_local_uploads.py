@@ -71,8 +71,10 @@ def test_unfinished_lists_a_batch_by_its_open_uploads(tmp_path: Path) -> None:
     assert {u.upload for u in storage.list_unfinished()} == set(ids[3:])
     for k, u in zip(keys[3:], ids[3:], strict=True):  # one by one: all gone, folder kept
         storage.abort(k, u)
-    (batch,) = storage.list_unfinished()  # then the sweep removes the folder itself
-    storage.abort_many([(batch.key, batch.upload)])
+    (storage.uploads / f"{ids[3]}-x1.blob").write_bytes(b"x")  # a crash's assembly file
+    stale = list(storage.list_unfinished())  # the sweep removes the folder and the file
+    assert len(stale) == 2
+    storage.abort_many([(u.key, u.upload) for u in stale])
     assert list(storage.uploads.iterdir()) == []
 
 
