@@ -8,7 +8,7 @@ Builds the example bentos into JUBAKO_HOME when they are missing, writes a Parqu
 then, ``--repeat`` times in turn (a shared machine's load moves within a minute):
 
 - jubako run: the CLI on the same file (Parquet in, Parquet out), rows/s as it reports
-  them (from the first batch to the output assembled: reading, converting, scoring,
+  them (from the first batch to the output committed: reading, converting, scoring,
   writing; start-up excluded) and the wall time of the whole command;
 - raw: the file already read into one numpy array, the service instantiated in a fresh
   process, its API called on consecutive slices of max_batch_size rows (no IO, no IPC,

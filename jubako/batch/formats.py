@@ -32,7 +32,8 @@ FORMATS = ("jsonl", "csv", "parquet")
 EMPTY = "__jubako_no_columns__"  # placeholder column of a JSON Lines chunk whose rows are not objects
 _EXT = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
         ".pq": "parquet"}
-# parts of a Parquet output are Arrow IPC streams: no encoding per chunk, one at assembly
+# parts of a Parquet output are Arrow IPC streams (cheap to write, read back only by a
+# resumed run); the output itself is encoded once, by Output, as chunks commit
 EXTENSION = {"jsonl": "jsonl", "csv": "csv", "parquet": "arrow"}
 
 
@@ -294,7 +295,7 @@ def _only(table: pa.Table, names: list[str] | None) -> pa.Table:
 
 def encode_part(table: pa.Table, fmt: str, first: bool, json_columns: set[str]) -> bytes:
     """One chunk's output part: text parts are concatenated at the end; a Parquet output's
-    parts are Arrow IPC streams, encoded to Parquet once, at assembly."""
+    parts are Arrow IPC streams (the output is encoded by :class:`Output`)."""
     if fmt == "parquet":
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as w:

@@ -6,9 +6,10 @@ cut into batches of the API's ``max_batch_size`` and sent to the runtime's worke
 A chunk is committed by three whole-file writes in the parts folder next to the output
 (``<output>.parts/``): ``part-N`` (the output rows), ``errors-N.jsonl`` (its bad rows,
 if any) and last ``done-N.json`` (the marker). A restarted run with the same output and
-the same settings skips every chunk up to the first one without a marker. When every
-chunk is done the parts are joined into the output (a temporary file renamed, or a
-completed multipart upload) and the parts folder is removed.
+the same settings skips every chunk up to the first one without a marker. The output
+is written as chunks commit, in chunk order (:class:`.formats.Output`), and appears when
+every chunk is done (a temporary file renamed, or a completed multipart upload); then
+the parts folder is removed.
 """
 
 from __future__ import annotations
