@@ -90,6 +90,29 @@ def test_inprocess_batches_are_private_writable_copies(onnx_bento: str) -> None:
     assert seen == [True] and statuses == (200,) and total == 64.0
 
 
+def test_inprocess_pool_shortens_the_switch_interval_and_restores_it(onnx_bento: str) -> None:
+    """The lanes take the GIL back after each model call: the pool shortens the switch
+    interval while it runs (inprocess.SWITCH_INTERVAL) and gives the process its own back."""
+    import asyncio
+    import sys
+
+    from jubako.batch.inprocess import SWITCH_INTERVAL, InProcessPool
+
+    before = sys.getswitchinterval()
+    assert before > SWITCH_INTERVAL
+
+    async def main() -> float:
+        pool = InProcessPool(onnx_bento, 1)
+        await pool.start()
+        try:
+            return sys.getswitchinterval()
+        finally:
+            await pool.close()
+
+    assert asyncio.run(main()) == SWITCH_INTERVAL
+    assert sys.getswitchinterval() == before
+
+
 PICKY = '''
 import numpy as np
 
