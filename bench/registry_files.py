@@ -36,6 +36,7 @@ with warnings.catch_warnings():
 
 from jubako.registry.app import create_app
 from jubako.registry.config import Settings
+from jubako.registry.domain.canonical import dump
 
 from jubako.manifest import FileEntry, ModelManifest, utcnow
 
@@ -55,7 +56,7 @@ def manifest(name: str, version: str, n: int, same: bool = False) -> str:
     m = ModelManifest(
         name=name, version=version, created_at=utcnow(), framework="torch", format="x", files=files
     )
-    return m.dump().decode()
+    return dump(m).decode()  # Manifest.dump()'s bytes, in a fraction of the time
 
 
 def run(db: str, n: int, rounds: int, data: str | None) -> dict[str, float]:

@@ -62,6 +62,13 @@ _BLOB_UPLOAD_ROW = (
 )
 
 
+def _rows(db: Session, q: Any) -> Any:
+    """The rows of a Core SELECT through the session's connection: tens of thousands of
+    plain rows, without the ORM's result processing (~40 % of the read's time)."""
+    db.flush()  # the SELECT sees what the session has pending, as Session.execute would
+    return db.connection().execute(q)
+
+
 def _pending(r: Any) -> PendingBlob:
     return PendingBlob(r.digest, r.size, r.key, r.part_size, r.multipart_id)
 
@@ -71,7 +78,7 @@ def pending_blobs(db: Session, upload_id: str) -> list[PendingBlob]:
     q = select(*_BLOB_UPLOAD_ROW).where(
         BlobUpload.upload_id == upload_id, BlobUpload.done.is_(False)
     )
-    return [_pending(r) for r in db.execute(q.order_by(BlobUpload.id))]
+    return [_pending(r) for r in _rows(db, q.order_by(BlobUpload.id))]
 
 
 def session_blobs(
@@ -85,8 +92,9 @@ def session_blobs(
     """Add to the session every blob of the version the registry lacks; return the
     session's unfinished blob uploads. Set-based: one SELECT, one multi-row INSERT and one
     bulk UPDATE, whatever the number of files."""
-    rows = db.execute(
-        select(*_BLOB_UPLOAD_ROW).where(BlobUpload.upload_id == upload_id).order_by(BlobUpload.id)
+    rows = _rows(
+        db,
+        select(*_BLOB_UPLOAD_ROW).where(BlobUpload.upload_id == upload_id).order_by(BlobUpload.id),
     )
     have = {r.digest: r for r in rows}
     new: list[PendingBlob] = []
@@ -317,7 +325,7 @@ def _multiparts(db: Session, upload_id: str, pending: bool = False) -> list[tupl
     )
     if pending:
         q = q.where(BlobUpload.done.is_(False))
-    return [(r.key, r.multipart_id) for r in db.execute(q)]
+    return [(r.key, r.multipart_id) for r in _rows(db, q)]
 
 
 def _abort_blobs(db: Session, storage: Storage, upload: Upload) -> None:
