@@ -137,6 +137,11 @@ def test_a_worker_crashing_after_serve_was_ready_restarts_with_backoff(
             for raw in server.proc.stderr:
                 lines.append((time.monotonic(), raw.decode(errors="replace")))
         threading.Thread(target=read, daemon=True).start()
+        # serve itself must have announced readiness (its /readyz poll can trail the
+        # workers' metrics): before that, a dead worker is a failed start and serve exits
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not any("ready at" in t for _, t in lines):
+            time.sleep(0.1)
         marker.write_text("")
         (worker,) = server.children("worker")
         os.kill(worker, signal.SIGKILL)

@@ -71,7 +71,8 @@ def test_the_example_page_is_served_next_to_its_api(runtime_store: Store, tmp_pa
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from jubako.cli import main; main()", "serve", str(bundle.tag), "--port", str(port)],
+            [sys.executable, "-c", "from jubako.cli import main; main()", "serve", str(bundle.tag), "--port", str(port),
+                 "--workers", "1"],
             env={**os.environ, "JUBAKO_HOME": str(runtime_store.home), "JUBAKO_NUM_THREADS": "1"}, stderr=out)
     server = Server(f"http://127.0.0.1:{port}", proc)
     try:
