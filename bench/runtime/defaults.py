@@ -6,7 +6,7 @@ intra-op thread x spinning x proxy settings, on the light model (the ONNX MLP) a
         [--settings 1x1,2x1,2x1x2]   # workers x threads [x proxies], no spinning
 
 The setting equal to what `jubako serve` chooses with no flags (jubako/runtime_settings.py,
-cpu_plan and proxy_count) is run with no flags and no JUBAKO_NUM_* / JUBAKO_THREAD_SPINNING in the
+cpu_plan, num_proxies' default) is run with no flags and no JUBAKO_NUM_* / JUBAKO_THREAD_SPINNING in the
 environment, so the "default" row is what a user gets. The bisection is run.py's, shorter
 (at most 6 probes; with --confirm a failing rate is probed twice, the shared machine's
 stalls failing single probes); one server per setting, restarted after a failed probe. Writes
@@ -28,7 +28,7 @@ import orjson
 import run  # the bench's artifacts, servers and inputs
 from jubako.runtime.launch import cores
 
-from jubako.runtime_settings import cpu_plan, proxy_count
+from jubako.runtime_settings import RuntimeSettings, cpu_plan
 
 # (workers, intra-op threads, spinning, proxies): the old default (1 worker, threads =
 # cores, libraries' spinning), the same without spinning, one single-threaded worker per
@@ -105,7 +105,7 @@ def main() -> None:
     args = ap.parse_args()
     n = cores()
     plan = cpu_plan(n)
-    default = (plan.workers, plan.threads, False, proxy_count(plan.workers))
+    default = (plan.workers, plan.threads, False, RuntimeSettings.model_fields["num_proxies"].default)
     run.WORK.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "JUBAKO_HOME": str(run.WORK / "home"), "JUBAKO_LOG_LEVEL": "WARNING"}
     env.update(run.prepare(env))
