@@ -40,6 +40,10 @@ log = logging.getLogger("jubako.runtime.proxy")
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _MAX_PIPELINE = 64  # requests one connection may have in flight before we stop reading it
+# How long a connection we refused keeps reading (and dropping) what its client still sends:
+# closing with the client's bytes unread makes the kernel reset the connection, and a reset
+# can destroy our answer before the client reads it (a lingering close, as nginx does).
+_LINGER_S = 2.0
 
 
 def _head(status: int, ctype: bytes, length: int, headers: Headers, keep_alive: bool) -> bytes:
@@ -82,7 +86,7 @@ class Reply:
 
 class Connection(asyncio.Protocol):
     __slots__ = ("server", "proxy", "parser", "transport", "url", "headers", "body", "size", "too_big",
-                 "replies", "paused", "closed", "head_bytes", "reading_since", "idle_since")
+                 "replies", "paused", "closed", "head_bytes", "head_raw", "reading_since", "idle_since")
 
     def __init__(self, server: HttpServer):
         self.server = server
@@ -98,6 +102,7 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self.closed = False
         self.head_bytes = 0  # URL + header bytes of the request being read
+        self.head_raw = 0  # bytes received while a request's head is incomplete
         self.reading_since: float | None = None  # a request's first byte came, its headers not yet
         self.idle_since = time.monotonic()  # nothing read or in flight since (keep-alive)
 
@@ -127,6 +132,13 @@ class Connection(asyncio.Protocol):
             self._fail(400, "upgrades are not supported")
         except httptools.HttpParserError as e:  # also what a callback's _Refused becomes
             self._fail(400, f"malformed HTTP request: {e}")
+        if self.reading_since is not None and not self.closed:
+            # httptools reports a header only once its value is complete and buffers it
+            # until then: bound what an unfinished head may hold, whatever its shape
+            self.head_raw += len(data)
+            limit = self.server.settings.max_url_bytes + self.server.settings.max_header_bytes
+            if self.head_raw > limit:
+                self._fail(431, f"request headers larger than {self.server.settings.max_header_bytes} bytes")
 
     def check_timeouts(self, now: float, header_timeout: float, idle_timeout: float) -> None:
         """Called by the server's sweep: 408 for headers too slow to come (slow-loris),
@@ -142,9 +154,16 @@ class Connection(asyncio.Protocol):
 
     def _fail(self, status: int, message: str) -> None:
         body = error_body(message)
-        if self.transport is not None and not self.closed:
-            self.transport.write(_head(status, JSON, len(body), (), False) + body)
-            self.transport.close()
+        t = self.transport
+        if t is not None and not self.closed:
+            t.write(_head(status, JSON, len(body), (), False) + body)
+            if t.can_write_eof():  # a lingering close: FIN after the answer, drop the rest
+                t.write_eof()
+                if self.paused:
+                    t.resume_reading()
+                asyncio.get_running_loop().call_later(_LINGER_S, t.close)
+            else:
+                t.close()
         self.closed = True
 
     # --- httptools callbacks ---------------------------------------------------------
@@ -156,6 +175,7 @@ class Connection(asyncio.Protocol):
         self.size = 0
         self.too_big = False
         self.head_bytes = 0
+        self.head_raw = 0
         self.reading_since = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
@@ -176,6 +196,7 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.reading_since = None
+        self.head_raw = 0
         self.idle_since = time.monotonic()  # a body still coming is not idleness
         for k, v in self.headers:
             if k == b"expect" and v.lower() == b"100-continue" and self.transport is not None:

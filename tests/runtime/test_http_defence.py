@@ -4,6 +4,7 @@ oversized URL and headers, and requests arriving while the proxy drains."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -70,6 +71,22 @@ def test_oversized_header_and_url_are_refused(toy: Server) -> None:
     assert read_all(s).startswith(b"HTTP/1.1 414 ")
     s.close()
     assert httpx.post(toy.url + "/steady", json=[1], timeout=10).json() == [2]
+
+
+def test_a_refusal_reaches_a_client_still_sending(toy: Server) -> None:
+    """The server answers 431/414 before the client has sent everything: closing at once
+    with the client's bytes unread makes the kernel reset the connection, and the reset
+    destroys the answer before the client reads it (seen in CI). A lingering close (FIN
+    after the answer, then drop what still comes) lets every one of them read it."""
+    for head, status in ((b"GET /" + b"a" * (1 << 20), b"414"),
+                         (b"POST /steady HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * (1 << 20), b"431")):
+        for _ in range(5):
+            s = connect(toy)
+            with contextlib.suppress(OSError):  # the server may stop reading: not our concern
+                s.sendall(head)
+            time.sleep(0.2)  # the refusal is out, and the rest of our bytes reached the server
+            assert read_all(s).startswith(b"HTTP/1.1 " + status + b" ")
+            s.close()
 
 
 def test_requests_arriving_while_the_proxy_drains_get_503_and_connection_close(runtime_store: Store) -> None:
