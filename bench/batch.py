@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--bento", default="mlp-onnx")
     ap.add_argument("--rows", type=int, default=500_000)
     ap.add_argument("--workers", type=int, default=0, help="--workers of jubako run; 0: its default")
-    ap.add_argument("--executor", default="auto", help="inprocess, workers or auto (jubako run --executor)")
+    ap.add_argument("--executor", default="auto", help="inprocess, sharded, workers or auto (jubako run --executor)")
     ap.add_argument("--batch", type=int, default=0, help="max_batch_size override (JUBAKO_BATCHING); 0: the bento's")
     ap.add_argument("--chunk-rows", type=int, default=50_000)
     ap.add_argument("--repeat", type=int, default=3)

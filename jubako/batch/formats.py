@@ -15,9 +15,10 @@ is bounded by a chunk: nothing reads a whole file.
 
 from __future__ import annotations
 
+import bisect
 import io
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +73,11 @@ class Reader:
     columns: list[str]
     only: list[str] | None = None  # the columns to keep in later chunks (None: all); see Adapter.needed
 
-    def chunks(self) -> Iterator[Chunk]:
+    def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[Chunk]:
+        """Every chunk in order; with ``claim``, only the chunks it names: it is asked for
+        the next index wanted (increasing) before each chunk is read, and the chunks in
+        between are skipped (text: their lines are counted, not parsed; Parquet: row groups
+        before the chunk's are not read). A shard of the ``sharded`` executor reads so."""
         raise NotImplementedError
 
 
@@ -100,10 +105,15 @@ class JsonlReader(Reader):
         self.total_bytes = storage.stat(url).size
         self.columns = []
 
-    def chunks(self) -> Iterator[Chunk]:
+    def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[Chunk]:
         stream, counter = storage.open_stream(self.url)
+        want = claim() if claim is not None else 0
         with stream:
             for index in itertools.count():
+                if index < want and self.columns:  # another shard's chunk: count its lines
+                    if _skip(stream, self.chunk_rows) < self.chunk_rows:
+                        return
+                    continue
                 lines = list(itertools.islice(stream, self.chunk_rows))
                 if not lines:
                     return
@@ -127,8 +137,12 @@ class JsonlReader(Reader):
                     self.columns = list(seen)
                 cols = {c: _column([r.get(c) if isinstance(r, dict) else None for r in records])
                         for c in self.columns}
+                if index < want:  # parsed only for its columns (the first chunks had none)
+                    continue
                 table = pa.table(cols) if cols else pa.table({EMPTY: pa.nulls(len(records))})
                 yield Chunk(index, index * self.chunk_rows, table, raw, records, errors, counter.count)
+                if claim is not None:
+                    want = claim()
 
 
 def _csv_records(stream: Any) -> Iterator[bytes]:
@@ -154,10 +168,11 @@ class CsvReader(Reader):
         self.total_bytes = storage.stat(url).size
         self.columns = []
 
-    def chunks(self) -> Iterator[Chunk]:
+    def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[Chunk]:
         import pyarrow.csv as pcsv
 
         stream, counter = storage.open_stream(self.url)
+        want = claim() if claim is not None else 0
         with stream:
             records = _csv_records(stream)
             header = next(records, None)
@@ -170,6 +185,10 @@ class CsvReader(Reader):
                 raise JubakoError(f"{self.url}: the first line (the header) names no columns")
             self.columns = names
             for index in itertools.count():
+                if index < want:  # another shard's chunk: its records counted, not parsed
+                    if _skip(records, self.chunk_rows) < self.chunk_rows:
+                        return
+                    continue
                 convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                               strings_can_be_null=False, quoted_strings_can_be_null=False,
                                               include_columns=None if self.only is None else
@@ -212,6 +231,8 @@ class CsvReader(Reader):
                         table, errors = self._align(lines, table, errors)
                 del buf, sink
                 yield Chunk(index, index * self.chunk_rows, table, None, None, errors, counter.count)
+                if claim is not None:
+                    want = claim()
 
     @staticmethod
     def _reinsert(lines: list[bytes], table: pa.Table, bad: list[str], ncols: int) -> tuple[pa.Table, dict[int, str]]:
@@ -261,13 +282,18 @@ class ParquetReader(Reader):
         self.url, self.chunk_rows = url, chunk_rows
         self.source = storage.open_seekable(url)
         try:
-            self.file = pq.ParquetFile(self.source)
+            # a local file memory-mapped: decoding reads the pages in place (about half the
+            # CPU per row of reading them into buffers first, for the MLP's 16 floats)
+            self.file = pq.ParquetFile(self.source, memory_map=isinstance(self.source, str))
         except (pa.ArrowInvalid, OSError) as e:
             raise JubakoError(f"{url}: not a Parquet file: {e}") from None
         self.total_rows = self.file.metadata.num_rows
         self.columns = self.file.schema_arrow.names
 
-    def chunks(self) -> Iterator[Chunk]:
+    def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[Chunk]:
+        if claim is not None:
+            yield from self._claimed(claim)
+            return
         pending: list[pa.RecordBatch] = []
         have = 0
         index = 0
@@ -284,6 +310,61 @@ class ParquetReader(Reader):
                 index += 1
         if have:
             yield Chunk(index, index * self.chunk_rows, _only(pa.Table.from_batches(pending), self.only))
+
+    def _claimed(self, claim: Callable[[], int]) -> Iterator[Chunk]:
+        """The chunks ``claim`` names. A chunk's rows are read from the row group that
+        holds its first row on: row groups before it are not read; rows of that row group
+        before the chunk are decoded and dropped (Parquet pages cannot be skipped here), so
+        a file of one large row group costs every shard the decoding of the rows up to its
+        last chunk. Consecutive claims in the same row group continue the same read."""
+        md = self.file.metadata
+        starts = [0]
+        for g in range(md.num_row_groups):
+            starts.append(starts[-1] + md.row_group(g).num_rows)
+        batch_size = min(self.chunk_rows, 65536)
+        it: Iterator[pa.RecordBatch] | None = None
+        pos = 0  # the input row of held[0] (or of the next batch of it)
+        held: list[pa.RecordBatch] = []
+        while True:
+            index = claim()
+            s = index * self.chunk_rows
+            if s >= self.total_rows:  # type: ignore[operator]
+                return
+            e = min(s + self.chunk_rows, self.total_rows)  # type: ignore[type-var]
+            group = bisect.bisect_right(starts, s) - 1
+            if it is None or s < pos or group > bisect.bisect_right(starts, pos) - 1:
+                names = self.file.schema_arrow.names
+                # one thread: a shard has its core, the other shards have theirs
+                it = self.file.iter_batches(batch_size=batch_size, row_groups=range(group, md.num_row_groups),
+                                            columns=None if self.only is None else
+                                            [c for c in names if c in self.only], use_threads=False)
+                pos, held = starts[group], []
+            got: list[pa.RecordBatch] = []
+            while pos < e:
+                batch = held.pop(0) if held else next(it, None)
+                if batch is None:
+                    break
+                end = pos + batch.num_rows
+                if end <= s:  # before the chunk: decoded, dropped
+                    pos = end
+                    continue
+                lo, hi = max(s - pos, 0), min(e, end) - pos
+                got.append(batch.slice(lo, hi - lo))
+                if hi < batch.num_rows:
+                    held.insert(0, batch.slice(hi))
+                pos += hi
+            table = pa.Table.from_batches(got, schema=got[0].schema) if got else None
+            if table is None:
+                return
+            yield Chunk(index, s, _only(table, self.only))
+
+
+def _skip(lines: Iterator[Any], n: int) -> int:
+    """Consume up to ``n`` lines (or records); how many there were."""
+    count = 0
+    for _ in itertools.islice(lines, n):
+        count += 1
+    return count
 
 
 def _only(table: pa.Table, names: list[str] | None) -> pa.Table:

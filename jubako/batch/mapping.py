@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.ma  # noqa: F401 - pyarrow imports it on the first pa.array(ndarray): ~25 ms in the run otherwise
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc

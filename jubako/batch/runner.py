@@ -113,15 +113,14 @@ def run(opts: Options) -> Summary:
     in_fmt = formats.detect(opts.input, opts.input_format)
     out_fmt = formats.detect(opts.output, opts.output_format)
     errors_url = opts.errors or opts.output + ".errors.jsonl"
-    adapter = Adapter(spec, opts.columns, opts.output_column, opts.keep_columns, opts.keep_all)
-    executor = choose_executor(opts.executor, spec, opts.workers)
+    adapter = make_adapter(opts, spec, out_fmt)
+    executor = choose_executor(opts.executor, spec, opts.workers,
+                               shardable=in_fmt == "parquet" or not storage.is_s3(opts.input))
     if python != sys.executable:  # the bento's own venv: only worker processes can run in it
-        if opts.executor == "inprocess":
-            raise ConfigError(f"{manifest.tag} runs in its own virtual environment ({python}); the in-process"
-                              " executor runs in this one: use --executor workers (or auto)")
+        if opts.executor in ("inprocess", "sharded"):
+            raise ConfigError(f"{manifest.tag} runs in its own virtual environment ({python}); the"
+                              f" {opts.executor} executor runs in this one: use --executor workers (or auto)")
         executor = "workers"
-    if out_fmt != "jsonl":  # JSON Lines embeds the object as it is
-        adapter.objects_as_columns()
 
     info = storage.stat(opts.input)
     state = {
@@ -168,8 +167,13 @@ def run(opts: Options) -> Summary:
         reader = formats.open_reader(opts.input, in_fmt, opts.chunk_rows)
         reader.only = adapter.needed()
         job = _Job(opts, spec.name, spec.batchable, max_batch, inflight, adapter, reader, parts, out_fmt, done,
-                   str(bundle.path), executor, python, out)
-        summary = _run_loop(job)
+                   str(bundle.path), executor, python, out, in_fmt)
+        if executor == "sharded":
+            from .sharded import run_sharded
+
+            summary = run_sharded(job)
+        else:
+            summary = _run_loop(job)
         t_assembly = time.perf_counter()
         if out_fmt == "parquet" and out.pw is None:
             raise JubakoError(f"{opts.input} has no rows")
@@ -207,7 +211,15 @@ class _Job:
     bento_path: str
     executor: str
     python: str  # the workers' python: this one, or the bento's venv
-    out: formats.Output  # written in chunk order as chunks commit
+    out: formats.Output | None  # written in chunk order as chunks commit (None: a shard's job)
+    in_fmt: str = ""
+
+
+def make_adapter(opts: Options, spec: Any, out_fmt: str) -> Adapter:
+    adapter = Adapter(spec, opts.columns, opts.output_column, opts.keep_columns, opts.keep_all)
+    if out_fmt != "jsonl":  # JSON Lines embeds the object as it is
+        adapter.objects_as_columns()
+    return adapter
 
 
 def _python(bundle: Any, install: bool) -> str:
@@ -226,24 +238,44 @@ def _python(bundle: Any, install: bool) -> str:
     return python
 
 
-EXECUTORS = ("auto", "inprocess", "workers")
+EXECUTORS = ("auto", "inprocess", "sharded", "workers")
 
 
-def choose_executor(requested: str, spec: Any, workers: int | None) -> str:
-    """``inprocess`` or ``workers`` (docs/batch.md, "Executors"). ``auto``: in this process
-    unless several workers were asked for an API whose items are JSON or text: its
-    per-item Python (pydantic validation, the API's own code) holds the GIL, so N
-    processes scale where N threads would not. Tensor APIs spend their time in numpy,
-    onnxruntime or torch, which release the GIL: threads scale and the IPC is saved."""
+def choose_executor(requested: str, spec: Any, workers: int | None, shardable: bool = True,
+                    cores: int | None = None, gpu: bool | None = None) -> str:
+    """``inprocess``, ``sharded`` or ``workers`` (docs/batch.md, "Executors"). ``auto``:
+
+    - a tensor API: ``sharded`` (one process per instance, each reading, scoring and
+      writing its own chunks) when there are several instances (``--workers``, default one
+      per core up to 4), no GPU, and the shards can read the input themselves (a local file,
+      or Parquet on S3: a text object on S3 would be downloaded by every shard); else
+      ``inprocess``. Threads in one process share one GIL with the reading, converting and
+      writing, which for a cheap model cost as much as the model (bench/README.md);
+    - JSON or text items: ``workers`` when several workers were asked (the per-item Python
+      holds the GIL: N processes scale where N threads would not), else ``inprocess``."""
     from jubako.manifest import TensorSpec
 
     if requested not in EXECUTORS:
         raise ConfigError(f"--executor {requested!r}: use {', '.join(EXECUTORS)}")
     if requested != "auto":
         return requested
-    if (workers or 1) > 1 and not isinstance(spec.input, TensorSpec):
-        return "workers"
-    return "inprocess"
+    if not isinstance(spec.input, TensorSpec):
+        return "workers" if (workers or 1) > 1 else "inprocess"
+    if gpu is None:
+        gpu = _gpu()
+    if gpu or not shardable:
+        return "inprocess"
+    instances = workers or min(4, cores or os.cpu_count() or 1)
+    return "sharded" if instances > 1 else "inprocess"
+
+
+def _gpu() -> bool:
+    """A GPU the service would use: JUBAKO_DEVICE=cuda..., or auto on a machine with an
+    NVIDIA device (one instance per GPU is usual: not one process per core)."""
+    from jubako import devices
+
+    want = devices.requested()
+    return want.startswith("cuda") or (want == "auto" and os.path.exists("/dev/nvidia0"))
 
 
 def _run_loop(job: _Job) -> Summary:
@@ -539,10 +571,15 @@ def _commit_part(job: _Job, chunk: formats.Chunk, table: Any, errors: dict[int, 
                          + b"\n" for k in sorted(errors))
         job.parts.put(f"errors-{i:06d}.jsonl", lines)
     job.parts.put(f"done-{i:06d}.json", orjson.dumps({"rows": chunk.rows, "failed": len(errors)}))
+    if job.out is None:  # a shard: the coordinator appends the part when its turn comes
+        return
     if job.out_fmt == "parquet":
         job.out.add_table(table, f"part-{i:06d}")
     else:
         job.out.add_bytes(data)
+
+
+_KINDS = {"inprocess": "in-process instance", "sharded": "shard process", "workers": "worker"}
 
 
 def _print_summary(s: Summary, opts: Options) -> None:
@@ -554,7 +591,7 @@ def _print_summary(s: Summary, opts: Options) -> None:
     console.print(
         f"jubako run: {s.rows:,} rows ({s.ok:,} ok, {s.failed:,} failed) in {s.seconds:.1f}s,"
         f" {s.rows_per_second:,.0f} rows/s; {s.chunks} chunk(s) of {opts.chunk_rows:,} rows{resumed};"
-        f" {len(s.devices)} {'in-process instance' if s.executor == 'inprocess' else 'worker'}(s) on {devices}",
+        f" {len(s.devices)} {_KINDS.get(s.executor, 'worker')}(s) on {devices}",
         highlight=False,
     )
 

@@ -46,13 +46,19 @@ def test_choose_executor() -> None:
     tensor = type("Spec", (), {"input": TensorSpec(dtype="float32", shape=[None, 16])})()
     json_ = type("Spec", (), {"input": JSONSpec(schema={})})()
     text = type("Spec", (), {"input": TextSpec()})()
-    assert choose_executor("auto", tensor, None) == "inprocess"
-    assert choose_executor("auto", tensor, 4) == "inprocess"  # numpy/onnxruntime/torch release the GIL
-    assert choose_executor("auto", json_, None) == "inprocess"
-    assert choose_executor("auto", json_, 2) == "workers"  # per-item Python holds the GIL
-    assert choose_executor("auto", text, 3) == "workers"
+    # a tensor API: one process per instance (the reading and writing escape the GIL too)
+    assert choose_executor("auto", tensor, None, cores=2, gpu=False) == "sharded"
+    assert choose_executor("auto", tensor, 4, cores=1, gpu=False) == "sharded"
+    assert choose_executor("auto", tensor, None, cores=1, gpu=False) == "inprocess"  # one instance
+    assert choose_executor("auto", tensor, 1, cores=8, gpu=False) == "inprocess"
+    assert choose_executor("auto", tensor, None, cores=8, gpu=True) == "inprocess"  # one instance per GPU
+    assert choose_executor("auto", tensor, 2, shardable=False, gpu=False) == "inprocess"  # text on S3
+    assert choose_executor("auto", json_, None, cores=2, gpu=False) == "inprocess"
+    assert choose_executor("auto", json_, 2, gpu=False) == "workers"  # per-item Python holds the GIL
+    assert choose_executor("auto", text, 3, gpu=False) == "workers"
     assert choose_executor("workers", tensor, None) == "workers"
     assert choose_executor("inprocess", json_, 4) == "inprocess"
+    assert choose_executor("sharded", json_, 4) == "sharded"
     with pytest.raises(ConfigError, match="--executor 'threads'"):
         choose_executor("threads", tensor, 1)
 

@@ -24,7 +24,10 @@ ROWS, CHUNK = 40_000, 400
     (signal.SIGINT, "workers", "jubako run: starting 1 worker(s)...", signal.SIG_DFL),
     # a background job of a shell script starts with SIGINT ignored: SIGTERM still stops it
     (signal.SIGTERM, "inprocess", "jubako run: loading the service in this process...", signal.SIG_IGN),
-], ids=["term", "int", "term-sigint-ignored"])
+    # the sharded executor's coordinator stops its shards; the committed chunks stay
+    (signal.SIGTERM, "sharded", "jubako run: starting 1 shard process(es)...", signal.SIG_DFL),
+    (signal.SIGINT, "sharded", "jubako run: starting 1 shard process(es)...", signal.SIG_DFL),
+], ids=["term", "int", "term-sigint-ignored", "sharded-term", "sharded-int"])
 def test_interrupt_says_how_to_resume(tmp_path: Path, onnx_bento: str, sig: signal.Signals, executor: str,
                                       starting: str, sigint: signal.Handlers) -> None:
     src = tmp_path / "in with space.csv"

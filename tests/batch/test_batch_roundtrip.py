@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jubako.batch import Options, run
+from jubako.batch.runner import _gpu
 
 from .conftest import feature_table, features, read_output
 
@@ -46,7 +47,7 @@ def test_tensor_api_round_trip(tmp_path: Path, request: pytest.FixtureRequest, r
     summary = run(Options(bento=bento_dir, api="predict", input=str(src), output=str(out), chunk_rows=300,
                           keep_columns=["id"], workers=2, progress=False))
     assert (summary.rows, summary.failed, summary.chunks) == (N, 0, 4)
-    assert summary.executor == "inprocess"  # auto, for a tensor API
+    assert summary.executor == ("inprocess" if _gpu() else "sharded")  # auto, a tensor API, 2 instances
     # the worker processes give the same bytes
     by_workers = tmp_path / f"workers.{out_fmt}"
     summary = run(Options(bento=bento_dir, api="predict", input=str(src), output=str(by_workers), chunk_rows=300,
