@@ -13,7 +13,8 @@ pre-encoded response (no JSON encoding, no reply object; one write). It refuses 
 - or the proxy's own event loop is falling behind (:class:`LoopLag`): when the proxy
   itself is the bottleneck (a light model; its CPU is spent on HTTP), the dispatcher,
   which only knows the workers, would admit what the proxy cannot get to in time, and
-  every request would wait in the socket buffers until the loop reached it.
+  every request would wait in the socket buffers until the loop reached it. The proxy
+  then refuses the share of requests that lets it keep up.
 
 A consequence: under overload a malformed request gets the 503 (retry later), not the
 400/422 its body would have earned.
@@ -30,48 +31,57 @@ from collections.abc import Callable
 from .codec import error_body
 from .dispatcher import Dispatcher, Refusal
 
-# The loop's lag is read from a timer due every PERIOD. One late tick says little: a
-# shared machine deschedules a process for a few ms now and then, and at high load the
-# backlog of one stall takes a while to clear, during which requests still make their
-# SLO. A loop late because the process was not running (other processes had the CPU)
-# is not one the proxy's own work overloads either. So a tick counts as late when it is
-# more than LATE late and, since the last tick, the loop's thread wanted the CPU (ran or
-# waited to run) more than WANTED of the time, and ran more than BUSY of it: it had work
-# waiting all along, a good part of it done (on a crowded machine an overloaded proxy gets
-# a third of a core or less, so "ran most of the time" would never hold; and a light load
-# on a crowded machine waits to run, but seldom has anything to run). The proxy counts as
-# overloaded only when it was late so for most
-# of the last TAU seconds (a decayed share over ENTER; it leaves that state when the
-# share falls under EXIT). While overloaded, every request read right after a tick later
-# than SHED_LATE is refused, which keeps the wait of every answer, 503s included, at a
-# few ms instead of growing until the dispatcher's deadlines refuse.
+# The loop's lag is read from a timer due every PERIOD: how late it fires is about how long
+# the loop's previous iteration ran, i.e. how long a request arriving now waits before the
+# proxy even reads it. When requests come faster than the proxy can take them, that wait
+# grows until every answer, 503s included, is late: refusing is the one way out, and only
+# refusals cheaper than answers raise what the proxy gets through (a pre-encoded 503 costs
+# about half of a served request's CPU, the MLP's).
+#
+# So the proxy sheds a share ``shed`` of the API requests it reads, set by an integral
+# controller on the lag (as PIE, RFC 8033, sets a drop probability from queueing delay):
+# each tick adds GAIN x (lateness - TARGET), so the share climbs while the loop runs later
+# than TARGET and falls while it runs on time, settling where the loop keeps up with what
+# it reads. A share, not all-or-nothing: refusing everything once behind made the loop
+# idle, then admitting everything again overloaded it, and the queue in front of it (socket
+# buffers, the clients') grew at every swing. A served request costs the proxy less when
+# many arrive together (bigger batches, fewer wake-ups), so one loop lag can be had with a
+# large share shed or a small one: a small LEAK each tick makes the share settle on the
+# smaller. Measured on the MLP (2 cores, load generator included): a share reaches ~0.4
+# within 0.1 s of an overload and is gone ~0.1 s after it (bench/README.md, "Overload").
+#
+# A late tick counts only when the loop's own work made it late: since the previous tick
+# its thread wanted the CPU (ran or waited to run) more than WANTED of the time and ran
+# more than BUSY of it (on a crowded machine an overloaded proxy gets a third of a core or
+# less, and a light load on a crowded machine waits to run but seldom has anything to
+# run). A tick where the process was merely descheduled counts as on time. One tick's
+# error is capped at ERROR_CAP: a stall (a GC pause) leaves a real backlog, shed from while
+# it clears, and nothing once the loop is on time again.
 PERIOD = 0.005
-LATE = 0.005
+TARGET = 0.003  # at least; the proxy sets a tenth of its APIs' smallest latency budget
+GAIN = 10.0  # share per second of lateness off TARGET, per tick
+ERROR_CAP = 0.006
+LEAK = 0.001  # share per tick
 WANTED = 0.9
 BUSY = 0.2
-SHED_LATE = 0.002
-TAU = 0.5
-ENTER, EXIT = 0.6, 0.2
+MAX_SHED = 0.95  # some requests always reach the dispatcher: its costs stay learned
 
 BEHIND = Refusal("the proxy is behind", 1.0)
 
 
 class LoopLag:
-    """How late the proxy's event loop runs a timer, while API requests come in.
-
-    The timer fires at the start of a loop iteration, so its lateness is about how long
-    the previous iteration ran: how long a request arriving now waits before the proxy
-    even reads it. It runs only while requests arrive (:meth:`touch`), so an idle proxy
-    is not woken every few ms.
+    """How late the proxy's event loop runs a timer while API requests come in, and the
+    share of them to refuse for it (module comment). The timer runs only while requests
+    arrive (:meth:`touch`) or a share is shed, so an idle proxy is not woken every few ms.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 sched: Callable[[], tuple[float, float]] | None = None):
+                 sched: Callable[[], tuple[float, float]] | None = None, target: float = TARGET):
         self.clock = clock
         self.sched = sched or thread_sched()
-        self.late_share = 0.0  # decayed share of recent time the loop ran more than LATE late
-        self.overloaded = False
-        self.behind = False  # refuse what is read now
+        self.target = target  # the lag the loop may run at before anything is shed
+        self.shed = 0.0  # share of API requests to refuse now
+        self._credit = 0.0  # refusals owed: spreads them evenly over the requests read
         self._due: float | None = None  # when the running timer should fire; None: not running
         self._last = 0.0
         self._last_sched = (0.0, 0.0)
@@ -80,11 +90,20 @@ class LoopLag:
     def observe(self, lateness: float, interval: float, ran: float, waited: float) -> None:
         """A tick ``lateness`` seconds late, ``interval`` seconds after the previous one;
         in between the loop's thread ran ``ran`` seconds and waited to run ``waited``."""
-        w = 1.0 - math.exp(-interval / TAU)
-        late = lateness > LATE and ran + waited > WANTED * interval and ran > BUSY * interval
-        self.late_share += w * (late - self.late_share)
-        self.overloaded = self.late_share > (EXIT if self.overloaded else ENTER)
-        self.behind = self.overloaded and lateness > SHED_LATE
+        own = ran + waited > WANTED * interval and ran > BUSY * interval
+        target = self.target
+        error = min(lateness, target + ERROR_CAP) - target if own else -min(target, ERROR_CAP)
+        self.shed = min(max(self.shed + GAIN * error - LEAK, 0.0), MAX_SHED)
+        if self.shed == 0.0:
+            self._credit = 0.0
+
+    def refuse(self) -> bool:
+        """Whether to refuse the API request read now: ``shed`` of them, evenly spread."""
+        self._credit += self.shed
+        if self._credit >= 1.0:
+            self._credit -= 1.0
+            return True
+        return False
 
     def touch(self) -> None:
         """An API request arrived: keep the timer running."""
@@ -103,13 +122,11 @@ class LoopLag:
         (ran0, waited0), (ran, waited) = self._last_sched, sched
         self.observe(now - self._due, now - self._last, ran - ran0, waited - waited0)
         self._last, self._last_sched = now, sched
-        if self._touched or self.overloaded:
+        if self._touched or self.shed > 0.0:
             self._touched = False
             self._schedule(now)
-        else:  # no request since the last tick: stop until the next one
+        else:  # no request since the last tick and nothing shed: stop until the next one
             self._due = None
-            self.late_share = 0.0
-            self.behind = False
 
 
 def thread_sched() -> Callable[[], tuple[float, float]]:
@@ -139,7 +156,7 @@ class Gate:
         """The refusal for a request to the API ``d`` dispatches, or None to go on."""
         lag = self.lag
         lag.touch()
-        if lag.behind:
+        if lag.shed and lag.refuse():
             return BEHIND
         return d.admits(1)
 

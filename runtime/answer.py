@@ -17,6 +17,7 @@ from .codec import JSON, error_body
 if TYPE_CHECKING:
     from jubako.runtime_settings import RuntimeSettings
 
+    from .admission import Gate
     from .proxy import ApiState
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -54,6 +55,7 @@ class App(Protocol):
     """The proxy, as the HTTP server (``http.py``) sees it (``proxy.Proxy``)."""
 
     settings: RuntimeSettings
+    gate: Gate  # the early refusals of API requests, made by the server (admission.py)
 
     async def startup(self) -> None: ...
 

@@ -29,7 +29,6 @@ import httptools
 
 from jubako.errors import JubakoError
 
-from .admission import Gate
 from .answer import Answer, App, Headers, error
 from .codec import JSON, error_body
 
@@ -301,7 +300,7 @@ class HttpServer:
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
         self._drained: asyncio.Event | None = None
-        self.gate = Gate()  # early refusals of API requests under overload
+        self.gate = proxy.gate  # early refusals of API requests under overload
 
     def idle_check(self) -> None:
         if self._drained is not None and not any(c.replies for c in self.connections):

@@ -30,6 +30,9 @@ class ProxyMetrics:
         self.cost = Gauge("jubako_batch_cost_seconds", "Learned batch cost a + b*n", ["api", "term"], registry=r)
         workers = Gauge("jubako_workers_ready", "Workers connected with models loaded", registry=r)
         workers.set_function(lambda: sum(1 for w in proxy.links.values() if w.ready))
+        shed = Gauge("jubako_proxy_shed_ratio",
+                     "Share of API requests refused because the proxy's own event loop is behind", registry=r)
+        shed.set_function(lambda: proxy.gate.lag.shed)
         self.worker_lost = Counter("jubako_worker_connections_lost", "Worker connections lost", registry=r)
 
     def attach(self, st: Any) -> None:

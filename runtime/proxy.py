@@ -27,6 +27,8 @@ from jubako.runtime_settings import Batching, ProxySettings
 from jubako.workers.link import Address, WorkerLink
 from jubako.workers.wire import Result
 
+from . import admission
+from .admission import Gate
 from .answer import Answer, Headers, Sink, error
 from .codec import ApiCodec, InputError, is_json_type
 from .dispatcher import Batch, CostModel, Dispatcher, Refusal
@@ -81,6 +83,7 @@ class Proxy:
         self.manifest = manifest
         self.upstream: Upstream[InFlight] = Upstream(workers, self, self.settings.resolve_interval)
         self.batching = batching
+        self.gate = Gate()  # the server asks it before decoding a request (admission.py)
         self.m = metrics.ProxyMetrics(self)
         self.upstream.on_lost = self.m.worker_lost.inc
         self.apis: dict[str, ApiState] = {}
@@ -108,6 +111,9 @@ class Proxy:
             self.m.attach(st)
             self.apis[spec.name] = st
             self.routes[spec.route] = st
+        # the loop may lag a tenth of the tightest latency budget before the proxy sheds
+        budgets = [d.max_latency for d in (st.dispatcher for st in self.apis.values())]
+        self.gate.lag.target = max(admission.TARGET, 0.1 * min(budgets, default=0.0))
         self.upstream.start()
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
 

@@ -1,5 +1,5 @@
 """The early refusal's decisions (runtime/admission.py), on a fake clock: when the
-proxy's own loop counts as behind, and the pre-encoded 503. The path through a real
+proxy's own loop is behind and how much it sheds, and the pre-encoded 503. The path through a real
 proxy is tested in test_root_path.py."""
 
 from __future__ import annotations
@@ -7,52 +7,75 @@ from __future__ import annotations
 import asyncio
 
 import httptools
-from jubako.runtime.admission import BEHIND, Gate, LoopLag, thread_sched
+from jubako.runtime.admission import BEHIND, MAX_SHED, TARGET, Gate, LoopLag, thread_sched
 from jubako.runtime.dispatcher import CostModel, Dispatcher, Refusal
 
 
-def run_ticks(lag: LoopLag, lateness: float, seconds: float, ran: float = 1.0, waited: float = 0.0) -> None:
-    """Ticks every 5 ms + ``lateness``; the loop ran / waited to run those shares of the time."""
-    t = 0.0
+def run_ticks(lag: LoopLag, lateness: float, seconds: float, ran: float = 1.0, waited: float = 0.0) -> list[float]:
+    """Ticks every 5 ms + ``lateness``; the loop ran / waited to run those shares of the
+    time. Returns the share shed after each tick."""
+    t, shares = 0.0, []
     while t < seconds:
         interval = 0.005 + lateness
         lag.observe(lateness, interval, ran * interval, waited * interval)
+        shares.append(lag.shed)
         t += interval
+    return shares
 
 
-def test_a_stall_and_its_backlog_are_not_an_overload() -> None:
+def test_a_loop_late_from_its_own_work_sheds_within_a_tenth_of_a_second() -> None:
     lag = LoopLag(sched=lambda: (0.0, 0.0))
-    lag.observe(0.030, 0.035, 0.005, 0.030)  # the process was descheduled for 30 ms
-    for k in range(1, 18):  # at 90 % load its backlog takes ~10x as long to clear
-        lag.observe(0.030 * 0.9**k, 0.005 + 0.030 * 0.9**k, 0.005 + 0.030 * 0.9**k, 0.0)
-        assert not lag.overloaded and not lag.behind
-    run_ticks(lag, 0.0005, 2.5)
-    assert lag.late_share < 0.01
+    run_ticks(lag, 0.0005, 1.0)  # on time: nothing shed
+    assert lag.shed == 0.0
+    shares = run_ticks(lag, 0.008, 0.1)  # the proxy's own backlog: 8 ms late, busy all along
+    assert shares[0] > 0.0 and shares[-1] > 0.3
+    assert max(run_ticks(lag, 0.008, 1.0)) == MAX_SHED  # some requests always get through
 
 
-def test_a_loop_late_most_of_the_time_is_overloaded_until_it_catches_up() -> None:
+def test_the_share_settles_where_the_loop_keeps_up_and_falls_once_it_does() -> None:
     lag = LoopLag(sched=lambda: (0.0, 0.0))
     run_ticks(lag, 0.008, 0.2)
-    assert not lag.overloaded  # not yet: 200 ms late could still be a stall's backlog
-    run_ticks(lag, 0.008, 0.5)
-    assert lag.overloaded and lag.behind
-    lag.observe(0.001, 0.006, 0.006, 0.0)  # read now: on time; still overloaded, but nothing to refuse
-    assert lag.overloaded and not lag.behind
-    lag.observe(0.003, 0.008, 0.008, 0.0)  # shedding keeps the lag at a few ms: that is still refused
-    assert lag.behind
-    run_ticks(lag, 0.001, 0.3)  # on time for a while: the overload is over
-    assert lag.overloaded
-    run_ticks(lag, 0.001, 0.5)
-    assert not lag.overloaded and not lag.behind
+    high = lag.shed
+    run_ticks(lag, TARGET, 0.2)  # at the target: held, but it drifts down (the smaller share wins)
+    assert high - 0.1 < lag.shed < high
+    run_ticks(lag, 0.0005, 0.2)  # on time: the overload is over
+    assert lag.shed == 0.0
 
 
-def test_a_loop_late_without_work_of_its_own_waiting_is_not_overloaded() -> None:
+def test_a_stall_and_its_backlog_shed_briefly_then_nothing() -> None:
+    lag = LoopLag(sched=lambda: (0.0, 0.0))
+    lag.observe(0.030, 0.035, 0.005, 0.030)  # the process was descheduled for 30 ms: not its work
+    assert lag.shed == 0.0
+    t = shed_time = 0.0
+    for k in range(1, 60):  # at 90 % load its backlog takes ~10x as long to clear
+        interval = 0.005 + 0.030 * 0.9**k
+        lag.observe(0.030 * 0.9**k, interval, interval, 0.0)
+        t += interval
+        shed_time += lag.shed * interval
+    # a real backlog of ~30 ms of requests: some are refused while it clears, ~0.3 s of
+    # the requests' worth at most, and none once the loop is on time again
+    assert shed_time < 0.35 and t < 0.6
+    run_ticks(lag, 0.0005, 0.1)
+    assert lag.shed == 0.0
+
+
+def test_a_loop_late_because_others_had_the_cpu_sheds_nothing() -> None:
     lag = LoopLag(sched=lambda: (0.0, 0.0))
     run_ticks(lag, 0.020, 2.0, ran=0.3, waited=0.0)  # late, but idle most of the time: not its work
     run_ticks(lag, 0.020, 2.0, ran=0.05, waited=0.9)  # a crowded machine: waits to run, little to run
-    assert not lag.overloaded and lag.late_share == 0.0
-    run_ticks(lag, 0.020, 2.0, ran=0.3, waited=0.7)  # work waiting all along, a third of a core: its own
-    assert lag.overloaded
+    assert lag.shed == 0.0
+    run_ticks(lag, 0.020, 0.2, ran=0.3, waited=0.7)  # work waiting all along, a third of a core: its own
+    assert lag.shed > 0.5
+
+
+def test_the_share_is_refused_evenly() -> None:
+    lag = LoopLag(sched=lambda: (0.0, 0.0))
+    lag.shed = 0.25
+    refused = [lag.refuse() for _ in range(400)]
+    assert sum(refused) == 100
+    assert all(sum(refused[i : i + 4]) == 1 for i in range(0, 400, 4))  # one in four, not in bursts
+    lag.shed = 0.0
+    assert not any(lag.refuse() for _ in range(100))
 
 
 def test_the_loop_threads_run_and_wait_times_are_read() -> None:
@@ -73,11 +96,13 @@ def test_the_gate_refuses_when_behind_or_when_the_dispatcher_would() -> None:
         out = [gate.check(d)]  # no worker
         d.add_worker("w")
         out.append(gate.check(d))  # an idle worker: go on
-        run_ticks(gate.lag, 0.010, 1.0)
-        out.append(gate.check(d))
+        run_ticks(gate.lag, 0.010, 1.0)  # shedding the most it does: all but one in twenty
+        out.extend(gate.check(d) for _ in range(20))
         return out
 
-    assert asyncio.run(run()) == [Refusal("no worker is ready", 1.0), None, BEHIND]
+    out = asyncio.run(run())
+    assert out[:2] == [Refusal("no worker is ready", 1.0), None]
+    assert out[2:].count(BEHIND) >= 18 and out[2:].count(None) >= 1
 
 
 def test_the_pre_encoded_answer_is_a_whole_keep_alive_503() -> None:

@@ -148,7 +148,8 @@ def test_probes_docs_and_metrics(runtime_store: Store) -> None:
         httpx.post(u + "/predict", json=[[0.0] * 16])
         m = httpx.get(u + "/metrics").text
         for name in ("jubako_requests_total", "jubako_request_seconds_bucket", "jubako_queue_items",
-                     "jubako_batch_size_bucket", "jubako_batch_seconds_bucket", "jubako_workers_ready 1.0"):
+                     "jubako_batch_size_bucket", "jubako_batch_seconds_bucket", "jubako_workers_ready 1.0",
+                     "jubako_proxy_shed_ratio 0.0"):
             assert name in m, name
 
 
