@@ -58,7 +58,7 @@ from .dispatcher import Dispatcher, Refusal
 # error is capped at ERROR_CAP: a stall (a GC pause) leaves a real backlog, shed from while
 # it clears, and nothing once the loop is on time again.
 PERIOD = 0.005
-TARGET = 0.003  # at least; the proxy sets a tenth of its APIs' smallest latency budget
+TARGET = 0.003  # at least; the proxy sets a sixteenth of its APIs' smallest latency budget
 GAIN = 10.0  # share per second of lateness off TARGET, per tick
 ERROR_CAP = 0.006
 LEAK = 0.001  # share per tick

@@ -111,9 +111,9 @@ class Proxy:
             self.m.attach(st)
             self.apis[spec.name] = st
             self.routes[spec.route] = st
-        # the loop may lag a tenth of the tightest latency budget before the proxy sheds
+        # the loop may lag a sixteenth of the tightest latency budget before the proxy sheds
         budgets = [d.max_latency for d in (st.dispatcher for st in self.apis.values())]
-        self.gate.lag.target = max(admission.TARGET, 0.1 * min(budgets, default=0.0))
+        self.gate.lag.target = max(admission.TARGET, min(budgets, default=0.0) / 16)
         self.upstream.start()
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
 

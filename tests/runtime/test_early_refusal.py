@@ -5,6 +5,7 @@ proxy is tested in test_root_path.py."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import httptools
 from jubako.runtime.admission import BEHIND, MAX_SHED, TARGET, Gate, LoopLag, thread_sched
@@ -127,3 +128,27 @@ def test_the_pre_encoded_answer_is_a_whole_keep_alive_503() -> None:
     assert seen["headers"] == {"content-type": "application/json", "content-length": str(len(seen["body"])),
                                "retry-after": "3"}
     assert seen["body"] == b'{"error":"overloaded: queue full; retry"}'
+
+
+def test_the_proxy_lets_its_loop_lag_a_sixteenth_of_the_tightest_budget() -> None:
+    from jubako.manifest import ApiSpec, BatchingSpec, BentoManifest, TextSpec
+    from jubako.runtime.proxy import Proxy
+    from jubako.runtime_settings import ProxySettings, batching
+
+    def manifest(*budgets_ms: int) -> BentoManifest:
+        return BentoManifest(
+            name="demo", version="v1", service="service:Demo", created_at=datetime(2026, 11, 1, tzinfo=UTC),
+            apis=[ApiSpec(name=f"a{i}", route=f"/a{i}", input=TextSpec(), output=TextSpec(), batchable=True,
+                          batching=BatchingSpec(max_batch_size=8, max_latency_ms=ms)) for i, ms in enumerate(budgets_ms)])
+
+    async def target(m: BentoManifest) -> float:
+        settings = ProxySettings()
+        proxy = Proxy(m, [], batching(m, settings), settings)
+        await proxy.startup()
+        try:
+            return proxy.gate.lag.target
+        finally:
+            await proxy.shutdown()
+
+    assert asyncio.run(target(manifest(200, 800))) == 0.2 / 16
+    assert asyncio.run(target(manifest(20))) == TARGET  # never under the floor
