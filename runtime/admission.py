@@ -65,6 +65,7 @@ LEAK = 0.001  # share per tick
 WANTED = 0.9
 BUSY = 0.2
 MAX_SHED = 0.95  # some requests always reach the dispatcher: its costs stay learned
+MIN_SHED = 0.1  # a smaller share is noise (refuse())
 
 BEHIND = Refusal("the proxy is behind", 1.0)
 
@@ -98,7 +99,11 @@ class LoopLag:
             self._credit = 0.0
 
     def refuse(self) -> bool:
-        """Whether to refuse the API request read now: ``shed`` of them, evenly spread."""
+        """Whether to refuse the API request read now: ``shed`` of them, evenly spread,
+        once the share is MIN_SHED or more (one late tick or two near capacity, a GC pause,
+        leave a few percent for a few ticks: refusing those fails requests for nothing)."""
+        if self.shed < MIN_SHED:
+            return False
         self._credit += self.shed
         if self._credit >= 1.0:
             self._credit -= 1.0

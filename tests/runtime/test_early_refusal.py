@@ -79,6 +79,17 @@ def test_the_share_is_refused_evenly() -> None:
     assert not any(lag.refuse() for _ in range(100))
 
 
+def test_a_late_tick_or_two_refuse_nothing_a_run_of_them_does() -> None:
+    lag = LoopLag(sched=lambda: (0.0, 0.0))
+    for _ in range(50):  # near capacity: one tick in five 9 ms late
+        lag.observe(0.009, 0.014, 0.014, 0.0)
+        assert not any(lag.refuse() for _ in range(50))  # the requests read after it
+        for _ in range(4):
+            lag.observe(0.001, 0.006, 0.006, 0.0)
+    run_ticks(lag, 0.009, 0.05)  # a run of late ticks: an overload
+    assert sum(lag.refuse() for _ in range(100)) >= 10
+
+
 def test_the_loop_threads_run_and_wait_times_are_read() -> None:
     ran0, waited0 = thread_sched()()
     x = 0
