@@ -47,8 +47,8 @@ from .dispatcher import Dispatcher, Refusal
 # buffers, the clients') grew at every swing. A served request costs the proxy less when
 # many arrive together (bigger batches, fewer wake-ups), so one loop lag can be had with a
 # large share shed or a small one: a small LEAK each tick makes the share settle on the
-# smaller. Measured on the MLP (2 cores, load generator included): a share reaches ~0.4
-# within 0.1 s of an overload and is gone ~0.1 s after it (bench/README.md, "Overload").
+# smaller. With the loop ~10 ms late (an MLP at 1.5x its capacity) the share passes 0.1
+# within ~60 ms and 0.5 within ~0.3 s, and is gone ~0.2 s after the overload.
 #
 # A late tick counts only when the loop's own work made it late: since the previous tick
 # its thread wanted the CPU (ran or waited to run) more than WANTED of the time and ran
@@ -59,7 +59,7 @@ from .dispatcher import Dispatcher, Refusal
 # it clears, and nothing once the loop is on time again.
 PERIOD = 0.005
 TARGET = 0.003  # at least; the proxy sets a sixteenth of its APIs' smallest latency budget
-GAIN = 10.0  # share per second of lateness off TARGET, per tick
+GAIN = 5.0  # share per second of lateness off TARGET, per tick
 ERROR_CAP = 0.006
 LEAK = 0.001  # share per tick
 WANTED = 0.9

@@ -24,12 +24,12 @@ def run_ticks(lag: LoopLag, lateness: float, seconds: float, ran: float = 1.0, w
     return shares
 
 
-def test_a_loop_late_from_its_own_work_sheds_within_a_tenth_of_a_second() -> None:
+def test_a_loop_late_from_its_own_work_sheds_a_tenth_within_a_tenth_of_a_second() -> None:
     lag = LoopLag(sched=lambda: (0.0, 0.0))
     run_ticks(lag, 0.0005, 1.0)  # on time: nothing shed
     assert lag.shed == 0.0
     shares = run_ticks(lag, 0.008, 0.1)  # the proxy's own backlog: 8 ms late, busy all along
-    assert shares[0] > 0.0 and shares[-1] > 0.3
+    assert shares[0] > 0.0 and shares[-1] > 0.15
     assert max(run_ticks(lag, 0.008, 1.0)) == MAX_SHED  # some requests always get through
 
 
@@ -65,7 +65,7 @@ def test_a_loop_late_because_others_had_the_cpu_sheds_nothing() -> None:
     run_ticks(lag, 0.020, 2.0, ran=0.3, waited=0.0)  # late, but idle most of the time: not its work
     run_ticks(lag, 0.020, 2.0, ran=0.05, waited=0.9)  # a crowded machine: waits to run, little to run
     assert lag.shed == 0.0
-    run_ticks(lag, 0.020, 0.2, ran=0.3, waited=0.7)  # work waiting all along, a third of a core: its own
+    run_ticks(lag, 0.020, 0.5, ran=0.3, waited=0.7)  # work waiting all along, a third of a core: its own
     assert lag.shed > 0.5
 
 
