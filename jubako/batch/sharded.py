@@ -5,8 +5,7 @@ In one process the lanes of :mod:`.inprocess` share one GIL with the reading, th
 conversion to items, the output table and the parts' encoding; for a cheap model (the
 example MLP: ~0.3 us per row) that Python and Arrow work costs as much as the model, and
 the run plateaued at a third of the model's raw speed on 2 cores. Here each of N *shard*
-processes (``multiprocessing``'s spawn: a fresh interpreter, nothing forked) loads the
-service once (one in-process lane), takes chunk indices from a shared counter (so a fast
+processes (forked where the platform can: :func:`start_method`) loads the service once (one in-process lane), takes chunk indices from a shared counter (so a fast
 shard takes more; the indices each shard takes increase, so a shard's reader only moves
 forward, skipping the chunks of the others: :meth:`.formats.Reader.chunks`), scores a
 chunk with the in-process path and commits it exactly as the other executors do
@@ -50,6 +49,19 @@ SHARD_IN_FLIGHT = 2
 SETUP_ROWS = 1000  # what Adapter.setup samples of the first chunk
 
 
+def start_method() -> str:
+    """``fork`` where there is one (Linux): a shard starts with this process's imports
+    (jubako, pyarrow, numpy) and only loads the service, ~0.1 s instead of ~0.7 s for a
+    fresh interpreter on the 2-core VM (bench/README.md); ``spawn`` elsewhere, or with
+    JUBAKO_SHARD_START=spawn. Forking is safe here: the coordinator runs no threads of
+    its own yet (the progress bar starts after), Arrow's thread pools are fork-safe, and a
+    shard makes its own S3 client."""
+    want = os.environ.get("JUBAKO_SHARD_START", "").strip()
+    if want:
+        return want
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 def default_shards() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -73,17 +85,18 @@ def run_sharded(job: _Job) -> Summary:
     n = job.opts.workers or default_shards()
     if n < 1:
         raise JubakoError("--workers must be >= 1")
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context(start_method())
     counter = ctx.Value("q", job.done)  # the next chunk index to hand out
     go = ctx.Event()
     args = ShardArgs(job.opts, job.api, job.batchable, job.max_batch, job.in_fmt, job.out_fmt, job.bento_path, n,
                      os.getpid())
     summary = Summary(executor="sharded")
-    progress = _Progress(job.opts.progress, job.reader.total_rows, job.reader.total_bytes)
     procs: list[Any] = []
     conns: dict[Connection, int] = {}
+    progress: _Progress | None = None
+    sys.stdout.flush()  # a forked shard must not write this process's buffered output again
+    sys.stderr.flush()
     try:
-        progress.starting(f"starting {n} shard process(es)")
         for k in range(n):
             recv, send = ctx.Pipe(duplex=False)
             p = ctx.Process(target=_shard_main, args=(k, args, counter, go, send), name=f"jubako-shard-{k}")
@@ -91,6 +104,9 @@ def run_sharded(job: _Job) -> Summary:
             send.close()  # the shard holds the only writing end: its exit is EOF here
             procs.append(p)
             conns[recv] = k
+        # after the forks: the progress bar's refresh thread is not copied into the shards
+        progress = _Progress(job.opts.progress, job.reader.total_rows, job.reader.total_bytes)
+        progress.starting(f"starting {n} shard process(es)")
         for i in range(job.done):  # a resumed run's chunks, from their markers
             marker = orjson.loads(job.parts.get(f"done-{i:06d}.json"))
             summary.chunks += 1
@@ -146,7 +162,8 @@ def run_sharded(job: _Job) -> Summary:
         for p in procs:
             p.join(30)
     finally:
-        progress.stop()
+        if progress is not None:
+            progress.stop()
         for conn in conns:
             conn.close()
         _stop(procs)
@@ -197,7 +214,9 @@ def _die_with_parent(parent: int) -> None:
 
 def _shard_main(k: int, args: ShardArgs, counter: Any, go: Any, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked: not the CLI's handler
     _die_with_parent(args.parent)
+    storage.reset_client()  # forked: the coordinator's S3 connections are its own
     try:
         # the cores are shared between the shards, as between worker processes
         if not os.environ.get("JUBAKO_NUM_THREADS"):
