@@ -47,11 +47,10 @@ def serve(bento: str, config: str | Path | None, host: str, install: bool, **fla
 
 
 def cores() -> int:
-    """The CPUs this process may run on (a taskset or cpuset narrows os.cpu_count())."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    """The CPUs this process can use (affinity, and a container's CPU quota)."""
+    from jubako.devices import available_cpus
+
+    return available_cpus()
 
 
 def _gpu(device: str) -> bool:
@@ -71,4 +70,6 @@ def worker(config: str | Path | None, host: str, **flags: Any) -> None:
     from .worker import run
 
     s = settings(config, **flags)
+    if not s.num_threads:  # one worker per pod: its intra-op threads fill the pod's CPUs
+        os.environ["JUBAKO_NUM_THREADS"] = str(cores())
     run(_bento(s), s.worker_port, s.worker_http_port, host)

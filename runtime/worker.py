@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from jubako import logs
+from jubako import devices, logs
 from jubako.errors import JubakoError
 from jubako.workers import wire
 from jubako.workers.executor import ApiRunner, configure_threads, failed, runners
@@ -86,8 +86,9 @@ class Worker:
         self.ready = True
         self.m_ready.set(1)
         log.info(
-            "worker %s ready in %.1fs: %s on %s:%d (device %s)", os.getpid(), time.perf_counter() - t0,
-            bundle.manifest.tag, self.host, self.port, device or "n/a",
+            "worker %s ready in %.1fs: %s on %s:%d (device %s, %d intra-op threads)", os.getpid(),
+            time.perf_counter() - t0, bundle.manifest.tag, self.host, self.port, device or "n/a",
+            devices.num_threads(),
         )
         await self.stopping.wait()
         log.info("worker %s draining %d batch(es)", os.getpid(), len(self.tasks))

@@ -60,10 +60,13 @@ def worker_command(bento: str, port: int, http_port: int, python: str = sys.exec
 
 def worker_env(workers: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The workers' environment: ``base`` (this process's), with ``JUBAKO_NUM_THREADS`` =
-    cores / ``workers`` unless set, so N workers do not each spin a thread per core."""
+    the CPUs this process can use / ``workers`` unless set, so N workers do not each spin a
+    thread per core (or per core of the node, past a container's CPU quota)."""
+    from jubako.devices import available_cpus
+
     env = dict(os.environ if base is None else base)
     if not env.get("JUBAKO_NUM_THREADS"):
-        env["JUBAKO_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        env["JUBAKO_NUM_THREADS"] = str(max(1, available_cpus() // workers))
     return env
 
 
