@@ -142,8 +142,9 @@ def test_the_pre_encoded_answer_is_a_whole_keep_alive_503() -> None:
 
 
 def test_the_proxy_lets_its_loop_lag_a_sixteenth_of_the_tightest_budget() -> None:
-    from jubako.manifest import ApiSpec, BatchingSpec, BentoManifest, TextSpec
     from jubako.runtime.proxy import Proxy
+
+    from jubako.manifest import ApiSpec, BatchingSpec, BentoManifest, TextSpec
     from jubako.runtime_settings import ProxySettings, batching
 
     def manifest(*budgets_ms: int) -> BentoManifest:
