@@ -7,11 +7,12 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from jubako.errors import InvalidBundle, JubakoError, NotFound
 
+from ..db.bulk import insert_rows
 from ..db.models import (
     FAILED,
     READY,
@@ -116,22 +117,22 @@ def session_blobs(
     begin = new + list(redo.values())
     for p, mid in zip(begin, storage.begin_many([p.key for p in begin]), strict=True):
         p.multipart_id, p.fresh = mid, True
-    if new:
-        db.execute(
-            insert(BlobUpload.__table__),
-            [
-                {
-                    "upload_id": upload_id,
-                    "digest": p.digest,
-                    "size": p.size,
-                    "key": p.key,
-                    "part_size": p.part_size,
-                    "multipart_id": p.multipart_id,
-                    "done": False,
-                }
-                for p in new
-            ],
-        )
+    insert_rows(
+        db,
+        BlobUpload.__table__,
+        [
+            {
+                "upload_id": upload_id,
+                "digest": p.digest,
+                "size": p.size,
+                "key": p.key,
+                "part_size": p.part_size,
+                "multipart_id": p.multipart_id,
+                "done": False,
+            }
+            for p in new
+        ],
+    )
     if redo:
         db.execute(
             update(BlobUpload),

@@ -8,13 +8,14 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jubako.errors import InvalidBundle
 from jubako.manifest import BentoManifest
 
+from ..db.bulk import insert_rows
 from ..db.models import (
     BROKEN,
     READY,
@@ -210,14 +211,12 @@ def create_version(
         raise Conflict(
             f"{kind} {name}:{version} is being pushed concurrently; retry", retry=True
         ) from None
-    if m.files:  # multi-row INSERTs on the table: no ORM object nor ORM bulk step per file
-        db.execute(
-            insert(VersionFile.__table__),
-            [
-                {"version_id": v.id, "path": f.path, "digest": f.sha256, "size": f.size}
-                for f in m.files
-            ],
-        )
+    # no ORM object nor ORM bulk step per file: COPY on PostgreSQL, INSERTs on SQLite
+    insert_rows(
+        db,
+        VersionFile.__table__,
+        [{"version_id": v.id, "path": f.path, "digest": f.sha256, "size": f.size} for f in m.files],
+    )
     db.add_all(VersionRef(bento_version_id=v.id, model_version_id=mv.id) for mv in refs)
     upload = Upload(
         id=secrets.token_hex(16),
