@@ -25,7 +25,7 @@ from ..db.models import (
     utcnow,
 )
 from ..errors import BadRequest, Conflict, Gone
-from ..storage.base import DigestMismatch, PartsMissing, Storage, UploadGone
+from ..storage.base import DigestMismatch, PartsMissing, PartsReplaced, Storage, UploadGone
 from .audit import Caller, audit
 from .blobs import add_blob
 
@@ -211,6 +211,12 @@ def verify_blob(db: Session, storage: Storage, blob: BlobToVerify) -> JubakoErro
             return Conflict(f"blob {digest}: {e}; send them, then complete again", retry=True)
     except UploadGone as e:
         if db.get(Blob, digest) is None:
+            _restart_blob(db, storage, blob.id, key, multipart)
+            return Conflict(f"blob {digest}: {e}; send it again", retry=True)
+    except PartsReplaced as e:
+        if db.get(Blob, digest) is None:
+            with contextlib.suppress(Exception):
+                storage.abort(key, multipart)
             _restart_blob(db, storage, blob.id, key, multipart)
             return Conflict(f"blob {digest}: {e}; send it again", retry=True)
     except DigestMismatch as e:

@@ -34,6 +34,12 @@ class PartsMissing(StorageError):
     """Completion before every part arrived: nothing is dropped, send them and retry."""
 
 
+class PartsReplaced(StorageError):
+    """The store would not assemble the parts it had just listed, twice (a part sent again
+    in between by a concurrent pusher of the same blob, with another ETag): the blob must
+    start over."""
+
+
 class UploadGone(StorageError):
     """The multipart upload no longer exists and no verified blob is at its key (a crash
     after it was completed, before the blob was verified): the blob must start over."""

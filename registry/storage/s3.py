@@ -23,6 +23,7 @@ from .base import (
     DigestMismatch,
     Part,
     PartsMissing,
+    PartsReplaced,
     Storage,
     StorageError,
     Stored,
@@ -195,24 +196,33 @@ class S3Storage(Storage):
     def complete(self, key: str, upload: str, size: int, sha256: str, part_count: int) -> None:
         # Idempotent: a completion that finds the multipart upload gone (a concurrent
         # completion, or a crash after CompleteMultipartUpload) verifies the object instead.
+        # InvalidPart: a part listed a moment ago was replaced since (every joiner of a push
+        # may send the same part; with SSE-KMS, or moto under load, its ETag changes): list
+        # again and retry once, then start the blob over.
         try:
-            got = self._parts_or_none(key, upload)
-            if got is None:
-                return self._verify(key, size, sha256, gone=upload)
-            missing = [n for n in range(1, part_count + 1) if n not in got]
-            if missing:
-                raise PartsMissing(f"parts {missing[:5]} not uploaded")
-            total = sum(got[n].size for n in range(1, part_count + 1))
-            if total != size:
-                raise DigestMismatch(f"uploaded {total} bytes, expected {size}")
-            parts = [{"PartNumber": n, "ETag": got[n].etag} for n in range(1, part_count + 1)]
-            try:
-                self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
-                )
-            except ClientError as e:
-                if _code(e) != "NoSuchUpload":
-                    raise
+            for attempt in range(2):
+                got = self._parts_or_none(key, upload)
+                if got is None:
+                    break
+                missing = [n for n in range(1, part_count + 1) if n not in got]
+                if missing:
+                    raise PartsMissing(f"parts {missing[:5]} not uploaded")
+                total = sum(got[n].size for n in range(1, part_count + 1))
+                if total != size:
+                    raise DigestMismatch(f"uploaded {total} bytes, expected {size}")
+                parts = [{"PartNumber": n, "ETag": got[n].etag} for n in range(1, part_count + 1)]
+                try:
+                    self.client.complete_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+                    )
+                    break
+                except ClientError as e:
+                    if _code(e) == "NoSuchUpload":
+                        break
+                    if _code(e) != "InvalidPart":
+                        raise
+                    if attempt:
+                        raise PartsReplaced(f"parts of {key} changed while it was completed") from None
             self._verify(key, size, sha256, gone=upload)
         except (ClientError, BotoCoreError) as e:
             raise StorageError(f"S3 completion of {key}: {e}") from None

@@ -7,6 +7,7 @@ on PostgreSQL + moto's S3 server.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -446,3 +447,48 @@ def test_forced_model_delete_breaks_its_bentos(registry, tmp_path: Path) -> None
         assert [p.state for p in pushed] == ["ready", "ready"]
         assert c.get_version("bento", "b", "latest")["version"] == "v1"
         pull(c, "b:v1", store=Store(tmp_path / "dst2"))
+
+
+def test_a_part_replaced_while_its_blob_completes_is_listed_again_then_the_blob_restarts(  # type: ignore[no-untyped-def]
+    pg_s3_registry, monkeypatch
+) -> None:
+    """Every joiner of a push may send the same part; when one arrives between the listing
+    of the parts and CompleteMultipartUpload with another ETag (S3 with SSE-KMS; moto under
+    load), S3 answers InvalidPart. Once, the registry lists the parts again and completes;
+    twice, it starts the blob over and asks the client to send it again (409, retry), and
+    the push then finishes. (A CI run failed a push of eight joiners on this.)"""
+    served = pg_s3_registry
+    storage = storage_of(served)
+    real = storage._parts_or_none
+    stale = {"left": 0}
+
+    def listed(key, upload):  # type: ignore[no-untyped-def]
+        got = real(key, upload)
+        if got and stale["left"] > 0:  # what the listing saw before the part was replaced
+            stale["left"] -= 1
+            got = {n: dataclasses.replace(p, etag='"0123456789abcdef0123456789abcdef"') for n, p in got.items()}
+        return got
+
+    monkeypatch.setattr(storage, "_parts_or_none", listed)
+    for name, stale_listings, first_status in (("once", 1, 200), ("twice", 2, 409)):
+        files = {"w.bin": os.urandom(100_000)}
+        digest = hashlib.sha256(files["w.bin"]).hexdigest()
+        manifest = model_manifest(name, "v1", {"w.bin": (len(files["w.bin"]), digest)})
+        with raw(served) as http:
+            push = http.put(f"/api/v1/models/{name}/versions/v1", json={"manifest": manifest}).json()
+            upload = push["upload"]
+            upload_parts(http, upload, files)
+            stale["left"] = stale_listings
+            r = http.post(f"/api/v1/uploads/{upload['id']}/blobs/{digest}/complete")
+            assert r.status_code == first_status, r.text
+            if first_status == 409:
+                assert r.json()["retry"] is True and "send it again" in r.json()["detail"]
+                again = http.put(f"/api/v1/models/{name}/versions/v1", json={"manifest": manifest})
+                assert again.status_code == 200, again.text  # resumed: the blob's new parts
+                again = again.json()["upload"]
+                upload_parts(http, again, files)
+                r = http.post(f"/api/v1/uploads/{upload['id']}/blobs/{digest}/complete")
+                assert r.status_code == 200, r.text
+            r = http.post(f"/api/v1/uploads/{upload['id']}/complete", json={"digest": push["version"]["digest"]})
+            assert r.status_code == 200 and r.json()["state"] == "ready", r.text
+            assert blob_bytes(http, digest) == files["w.bin"]
