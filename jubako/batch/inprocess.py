@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from jubako.devices import available_cpus
 from jubako.errors import JubakoError
 from jubako.manifest import TensorSpec
 from jubako.workers import wire
@@ -132,7 +133,7 @@ def default_lanes() -> int:
         return 1
     if "torch" in sys.modules and devices.torch_device().startswith("cuda"):
         return 1
-    return max(1, min(4, os.cpu_count() or 1))
+    return min(4, available_cpus())
 
 
 # A lane releases the GIL for every model call (~15 us for the MLP's 64 rows) and must
@@ -175,7 +176,7 @@ class InProcessPool:
         self.lanes = [Lane(i) for i in range(self.want or default_lanes())]
         # the cores are shared between the lanes, as between worker processes
         if not os.environ.get("JUBAKO_NUM_THREADS"):
-            os.environ["JUBAKO_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.lanes)))
+            os.environ["JUBAKO_NUM_THREADS"] = str(max(1, available_cpus() // len(self.lanes)))
         # torch only when the service uses it: importing it costs ~200 MiB and seconds
         device = configure_threads() if "torch" in sys.modules else None
         for lane in self.lanes:

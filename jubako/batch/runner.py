@@ -265,7 +265,11 @@ def choose_executor(requested: str, spec: Any, workers: int | None, shardable: b
         gpu = _gpu()
     if gpu or not shardable:
         return "inprocess"
-    instances = workers or min(4, cores or os.cpu_count() or 1)
+    if not cores:
+        from jubako.devices import available_cpus
+
+        cores = available_cpus()
+    instances = workers or min(4, cores)
     return "sharded" if instances > 1 else "inprocess"
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from jubako.devices import available_cpus
 from jubako.errors import JubakoError
 
 from . import formats, storage
@@ -63,7 +64,8 @@ def start_method() -> str:
 
 
 def default_shards() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    """One per CPU this process can use (affinity, a pod's CPU quota), up to 4."""
+    return min(4, available_cpus())
 
 
 @dataclass
@@ -220,7 +222,7 @@ def _shard_main(k: int, args: ShardArgs, counter: Any, go: Any, conn: Connection
     try:
         # the cores are shared between the shards, as between worker processes
         if not os.environ.get("JUBAKO_NUM_THREADS"):
-            os.environ["JUBAKO_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.shards))
+            os.environ["JUBAKO_NUM_THREADS"] = str(max(1, available_cpus() // args.shards))
         os.environ.setdefault("JUBAKO_LOG_LEVEL", "CRITICAL")
         job = _shard_job(args)
         try:

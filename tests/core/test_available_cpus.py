@@ -52,3 +52,20 @@ def test_available_cpus_is_the_quota_rounded_down_at_least_one_at_most_the_affin
                         (f"{(affinity + 3) * 100000} 100000", affinity), ("max 100000", affinity)):
         root = tree(tmp_path / quota.replace(" ", "-"), {"pod/cpu.max": quota})
         assert available_cpus(root, proc) == want, quota
+
+
+def test_batch_defaults_count_the_cpus_a_quota_leaves(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`jubako run` in a Job pod limited to one CPU: one instance, in this process (not a
+    shard per core of the node), with as many intra-op threads as that CPU."""
+    from jubako.batch import inprocess, runner, sharded
+    from jubako.manifest import TensorSpec
+
+    for module in (inprocess, sharded):
+        monkeypatch.setattr(module, "available_cpus", lambda: 1)
+    monkeypatch.setattr("jubako.devices.available_cpus", lambda: 1)
+    monkeypatch.delenv("JUBAKO_DEVICE", raising=False)
+    assert inprocess.default_lanes() == 1 and sharded.default_shards() == 1
+    spec = type("Spec", (), {"input": TensorSpec(dtype="float32", shape=(None, 16))})()
+    assert runner.choose_executor("auto", spec, None, gpu=False) == "inprocess"
+    monkeypatch.setattr("jubako.devices.available_cpus", lambda: 3)
+    assert runner.choose_executor("auto", spec, None, gpu=False) == "sharded"
