@@ -492,3 +492,28 @@ def test_a_part_replaced_while_its_blob_completes_is_listed_again_then_the_blob_
             r = http.post(f"/api/v1/uploads/{upload['id']}/complete", json={"digest": push["version"]["digest"]})
             assert r.status_code == 200 and r.json()["state"] == "ready", r.text
             assert blob_bytes(http, digest) == files["w.bin"]
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_a_part_sent_after_its_blob_was_stored_but_not_yet_recorded_is_not_needed(registry) -> None:  # type: ignore[no-untyped-def]
+    """A joiner's part arrives after another pusher's completion stored the blob (its
+    multipart upload gone) but before that completion recorded it (still verifying, or
+    SIGKILLed right there): the part is not needed, and the push goes on. It was a 400
+    "upload ... is gone" that failed the push (the SIGKILL chaos test, once)."""
+    storage = storage_of(registry)
+    files = {"w.bin": os.urandom(120_000)}
+    digest = hashlib.sha256(files["w.bin"]).hexdigest()
+    with raw(registry) as http:
+        push = start_push(http, "late-part", "v1", files)
+        upload = push["upload"]
+        upload_parts(http, upload, files)
+        with registry.app.state.registry.sessions() as db:
+            bu = db.scalar(select(BlobUpload).where(BlobUpload.upload_id == upload["id"]))
+            key, multipart = bu.key, bu.multipart_id
+        storage.complete(key, multipart, len(files["w.bin"]), digest, 1)  # stored, not recorded
+        upload_parts(http, upload, files)  # the joiner's copy of the same part: 200
+        r = http.post(f"/api/v1/uploads/{upload['id']}/blobs/{digest}/complete")
+        assert r.status_code == 200, r.text
+        r = http.post(f"/api/v1/uploads/{upload['id']}/complete", json={"digest": push["version"]["digest"]})
+        assert r.status_code == 200 and r.json()["state"] == "ready", r.text
+        assert blob_bytes(http, digest) == files["w.bin"]

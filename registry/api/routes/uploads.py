@@ -92,8 +92,10 @@ async def put_part(
             await run_in_threadpool(reg.storage.put_part, key, multipart, number, tmp, size)
         except Exception:
             # Completed meanwhile by another pusher of the same version (its multipart
-            # upload is gone): the part is not needed.
-            if (await run_in_threadpool(lookup))[3]:
+            # upload is gone): the part is not needed. That completion may not have
+            # recorded the blob yet (it still verifies it, or it died right there: the
+            # blob's completion finishes the job), so a blob stored at its key counts too.
+            if (await run_in_threadpool(lookup))[3] or await run_in_threadpool(reg.storage.exists, key):
                 return PartReceived(number=number, size=size)
             raise
     finally:
