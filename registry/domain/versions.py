@@ -151,20 +151,11 @@ def create_version(
                 )
             refs.append(mv)
 
-    settled = _settle_existing(
-        db,
-        storage,
-        caller,
-        kind,
-        name,
-        version,
-        digest,
-        wanted,
-        present,
-        force=force,
-        part_size=part_size,
-        upload_timeout_s=upload_timeout_s,
-    )
+    def settle(force: bool) -> CreateResult | None:  # the version exists already: join or answer it
+        return _settle_existing(db, storage, caller, kind, name, version, digest, wanted, present,
+                                force=force, part_size=part_size, upload_timeout_s=upload_timeout_s)
+
+    settled = settle(force)
     if settled is not None:
         return settled
 
@@ -192,20 +183,7 @@ def create_version(
     except IntegrityError:
         # Another request made the same version meanwhile (PostgreSQL waited for its
         # commit): join its push, or answer it, as if it had been there first.
-        settled = _settle_existing(
-            db,
-            storage,
-            caller,
-            kind,
-            name,
-            version,
-            digest,
-            wanted,
-            present,
-            force=False,
-            part_size=part_size,
-            upload_timeout_s=upload_timeout_s,
-        )
+        settled = settle(False)
         if settled is not None:
             return settled
         raise Conflict(
