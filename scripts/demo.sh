@@ -34,5 +34,5 @@ $J push mlp-onnx
 $J registry list
 
 echo "== serve mlp-torch on http://127.0.0.1:$PORT (docs: /docs; Ctrl-C stops)"
-echo "   try: curl -s -XPOST localhost:$PORT/classify -d '[{\"values\": [$(seq -s, 1 16)]}]'"
+echo "   try: curl -s -XPOST localhost:$PORT/classify -H 'content-type: application/json' -d '[{\"values\": [$(seq -s, 1 16)]}]'"
 $J serve mlp-torch --port "$PORT"
