@@ -250,6 +250,8 @@ class Adapter:
 
     def _fast(self, table: pa.Table, n: int) -> np.ndarray:
         """All rows at once, in C; raises when any row is not clean (then :meth:`_slow`)."""
+        if self._scalar_columns(table):
+            return self._transpose(table, n)
         parts = []
         for c in self.features:
             col = table.column(c)
@@ -279,6 +281,36 @@ class Adapter:
         if x.shape[1] != self.width:
             raise _Slow
         return self._cast(x).reshape((n, *self.item))
+
+    def _scalar_columns(self, table: pa.Table) -> bool:
+        """Whether every feature is one integer or float column (the common tabular input),
+        none casting floats to integers (that needs :meth:`_cast`'s checks)."""
+        if len(self.features) != self.width:
+            return False
+        for c in self.features:
+            t = table.column(c).type
+            if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+                return False
+            if self.dtype.kind in "iu" and pa.types.is_floating(t):
+                return False
+        return True
+
+    def _transpose(self, table: pa.Table, n: int) -> np.ndarray:
+        """Scalar columns into the item array: each Arrow chunk's values read in place and
+        written, cast, into their column of one array. ChunkedArray.to_numpy copies every
+        column first (and a nullable one through a slower path), then concatenate makes
+        the rows: two passes instead of one, ~0.06 us per MLP row instead of ~0.04."""
+        x = np.empty((n, self.width), dtype=self.dtype)
+        for j, c in enumerate(self.features):
+            col = table.column(c)
+            if col.null_count:
+                raise _Slow
+            at = 0
+            for chunk in col.chunks:
+                m = len(chunk)
+                x[at : at + m, j] = chunk.to_numpy(zero_copy_only=True)  # no nulls: a view
+                at += m
+        return x.reshape((n, *self.item))
 
     def _cast(self, x: np.ndarray) -> np.ndarray:
         if self.dtype.kind in "iu" and x.dtype.kind == "f":
