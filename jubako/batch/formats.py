@@ -80,6 +80,11 @@ class Reader:
         before the chunk's are not read). A shard of the ``sharded`` executor reads so."""
         raise NotImplementedError
 
+    def chunk_ranges(self, first: int) -> list[tuple[int, int]] | None:
+        """Chunk index ranges that read well apart (Parquet: one per row group, from chunk
+        ``first`` on; claims.py); None: any order costs the same (text: lines are counted)."""
+        return None
+
 
 def open_reader(url: str, fmt: str, chunk_rows: int) -> Reader:
     if fmt == "jsonl":
@@ -311,16 +316,26 @@ class ParquetReader(Reader):
         if have:
             yield Chunk(index, index * self.chunk_rows, _only(pa.Table.from_batches(pending), self.only))
 
-    def _claimed(self, claim: Callable[[], int]) -> Iterator[Chunk]:
-        """The chunks ``claim`` names. A chunk's rows are read from the row group that
-        holds its first row on: row groups before it are not read; rows of that row group
-        before the chunk are decoded and dropped (Parquet pages cannot be skipped here), so
-        a file of one large row group costs every shard the decoding of the rows up to its
-        last chunk. Consecutive claims in the same row group continue the same read."""
+    def _row_group_starts(self) -> list[int]:
         md = self.file.metadata
         starts = [0]
         for g in range(md.num_row_groups):
             starts.append(starts[-1] + md.row_group(g).num_rows)
+        return starts
+
+    def chunk_ranges(self, first: int) -> list[tuple[int, int]] | None:
+        from .claims import group_ranges
+
+        return group_ranges(self._row_group_starts()[:-1], self.total_rows or 0, self.chunk_rows, first)
+
+    def _claimed(self, claim: Callable[[], int]) -> Iterator[Chunk]:
+        """The chunks ``claim`` names. A chunk's rows are read from the row group that
+        holds its first row on: row groups before it are not read; rows of that row group
+        before the chunk are decoded and dropped (Parquet pages cannot be skipped here), which
+        is why shards claim a row group's chunks together (claims.py). Consecutive claims in
+        the same row group continue the same read."""
+        md = self.file.metadata
+        starts = self._row_group_starts()
         batch_size = min(self.chunk_rows, 65536)
         it: Iterator[pa.RecordBatch] | None = None
         pos = 0  # the input row of held[0] (or of the next batch of it)

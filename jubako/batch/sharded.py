@@ -5,10 +5,11 @@ In one process the lanes of :mod:`.inprocess` share one GIL with the reading, th
 conversion to items, the output table and the parts' encoding; for a cheap model (the
 example MLP: ~0.3 us per row) that Python and Arrow work costs as much as the model, and
 the run plateaued at a third of the model's raw speed on 2 cores. Here each of N *shard*
-processes (forked where the platform can: :func:`start_method`) loads the service once (one in-process lane), takes chunk indices from a shared counter (so a fast
-shard takes more; the indices each shard takes increase, so a shard's reader only moves
-forward, skipping the chunks of the others: :meth:`.formats.Reader.chunks`), scores a
-chunk with the in-process path and commits it exactly as the other executors do
+processes (forked where the platform can: :func:`start_method`) loads the service once
+(one in-process lane), claims chunks (Parquet: a row group at a time, :mod:`.claims`;
+text: the next index of a shared counter, so a fast shard takes more and each reader only
+moves forward, counting the lines of the others' chunks: :meth:`.formats.Reader.chunks`),
+scores a chunk with the in-process path and commits it exactly as the other executors do
 (``part-N``, ``errors-N.jsonl``, then ``done-N.json``). Rows never cross a process
 boundary: a shard tells this process only which chunk it committed (index, rows, failed
 rows, bytes read).
@@ -42,6 +43,7 @@ from jubako.devices import available_cpus
 from jubako.errors import JubakoError
 
 from . import formats, storage
+from .claims import Claims
 from .runner import Options, Summary, _commit_part, _Job, _Progress, _score, make_adapter
 
 # chunks a shard holds at once: one being read (claimed ahead), one scored, one committing;
@@ -88,7 +90,9 @@ def run_sharded(job: _Job) -> Summary:
     if n < 1:
         raise JubakoError("--workers must be >= 1")
     ctx = multiprocessing.get_context(start_method())
-    counter = ctx.Value("q", job.done)  # the next chunk index to hand out
+    counter = ctx.Value("q", job.done)  # the next chunk index to hand out (text inputs)
+    ranges = job.reader.chunk_ranges(job.done)  # Parquet: by row group (claims.py)
+    claims = Claims(ctx, ranges, n) if ranges is not None else None
     go = ctx.Event()
     args = ShardArgs(job.opts, job.api, job.batchable, job.max_batch, job.in_fmt, job.out_fmt, job.bento_path, n,
                      os.getpid())
@@ -101,7 +105,7 @@ def run_sharded(job: _Job) -> Summary:
     try:
         for k in range(n):
             recv, send = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_shard_main, args=(k, args, counter, go, send), name=f"jubako-shard-{k}")
+            p = ctx.Process(target=_shard_main, args=(k, args, counter, claims, go, send), name=f"jubako-shard-{k}")
             p.start()
             send.close()  # the shard holds the only writing end: its exit is EOF here
             procs.append(p)
@@ -214,7 +218,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _shard_main(k: int, args: ShardArgs, counter: Any, go: Any, conn: Connection) -> None:
+def _shard_main(k: int, args: ShardArgs, counter: Any, claims: Claims | None, go: Any, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked: not the CLI's handler
     _die_with_parent(args.parent)
@@ -228,9 +232,9 @@ def _shard_main(k: int, args: ShardArgs, counter: Any, go: Any, conn: Connection
         try:
             import uvloop
 
-            uvloop.run(_shard(job, counter, go, conn))
+            uvloop.run(_shard(job, k, counter, claims, go, conn))
         except ImportError:
-            asyncio.run(_shard(job, counter, go, conn))
+            asyncio.run(_shard(job, k, counter, claims, go, conn))
         conn.send(("end",))
     except BaseException as e:  # noqa: BLE001 - the coordinator reports it
         msg = str(e) if isinstance(e, JubakoError) else f"shard {k}: {type(e).__name__}: {e}"
@@ -281,7 +285,7 @@ def _items(job: _Job, claim: Any) -> Any:
         yield chunk, job.adapter.items(chunk)
 
 
-async def _shard(job: _Job, counter: Any, go: Any, conn: Connection) -> None:
+async def _shard(job: _Job, k: int, counter: Any, claims: Claims | None, go: Any, conn: Connection) -> None:
     from .inprocess import InProcessPool
 
     pool = InProcessPool(job.bento_path, 1)
@@ -293,7 +297,11 @@ async def _shard(job: _Job, counter: Any, go: Any, conn: Connection) -> None:
         conn.send(("ready", pool.devices))
         await asyncio.to_thread(go.wait)
 
+        past_end = -(-(job.reader.total_rows or 0) // job.opts.chunk_rows)
+
         def claim() -> int:
+            if claims is not None:
+                return claims.claim(k, past_end)
             with counter.get_lock():
                 index = int(counter.value)
                 counter.value = index + 1
