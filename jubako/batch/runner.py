@@ -15,6 +15,7 @@ the parts folder is removed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import sys
@@ -376,6 +377,7 @@ async def _main(job: _Job) -> Summary:
         else:
             progress.starting(f"starting {len(pool.workers)} worker(s)")
         await pool.start()
+        gc.freeze()  # what is loaded lives as long as the run: the collector stops walking it
         progress.scoring()
         summary.devices = pool.devices
         t0 = progress.start = time.perf_counter()  # rows/s from the first batch on
