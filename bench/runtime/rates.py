@@ -72,6 +72,7 @@ async def offer(port: int, model: str, rates: list[float], seconds: float) -> No
         answered = sum(ov["codes"].values())
         print(f"{rate:8.0f} req/s: {ov['served_within_slo_per_s']:8.0f}/s within SLO, codes {ov['codes']}, "
               f"ok p99 {ov['ok_p99_ms']:.1f} ms, 503 p50/p99 {ov['error_p50_ms']:.1f}/{ov['error_p99_ms']:.1f} ms, "
+              f"from the write {ov['refused_p50_from_send_ms']:.1f}/{ov['refused_p99_from_send_ms']:.1f} ms, "
               f"generator lag p99 {ov['lag_p99_ms']:.1f} ms", flush=True)
         print("    CPU (cores, user/system): " + ", ".join(f"{r} {u:.2f}/{s:.2f}" for r, (u, s) in use.items())
               + (f"; proxy {sum(use['proxy']) * dt / answered * 1e6:.1f} us per request"

@@ -32,8 +32,8 @@ def markdown(doc: dict[str, Any]) -> str:
                     f"single-threaded processes side by side: {per['items_per_s']:.0f}/s).", ""]
         out += ["| system | max rate at SLO (req/s) | c=1 p50 / p99 (ms) | c=4 | c=16 | c=64 (ok req/s, p50 / p99 ms) "
                 "| errors in closed loop | overload 150 %: within SLO / capacity | overload codes | 503 p50 / p99 (ms) "
-                "| generator's own lag p99 (ms) |",
-                "| --- | ---: | --- | --- | --- | --- | --- | ---: | --- | ---: | ---: |"]
+                "| 503 from the write p50 / p99 (ms) | generator's own lag p99 (ms) |",
+                "| --- | ---: | --- | --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: |"]
         for name, s in m["systems"].items():
             if "failed" in s:
                 out.append(f"| {name} | failed: {s['failed']} | | | | | | | | | |")
@@ -49,6 +49,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"| {name} | **{s['max_rate_at_slo']:.0f}** | {cell('1')} | {cell('4')} | {cell('16')} | {cell('64')} "
                 f"| {errs} | {f(ov.get('share_of_capacity_within_slo', float('nan')) * 100, 0)} % "
                 f"| {ov.get('codes', '-')} | {f(ov.get('error_p50_ms'))} / {f(ov.get('error_p99_ms'))} "
+                f"| {f(ov.get('refused_p50_from_send_ms'))} / {f(ov.get('refused_p99_from_send_ms'))} "
                 f"| {f(ov.get('lag_p99_ms'))} |")
         out.append("")
     out += ["## Ratios against the targets", "", "| model | jubako / FastAPI (>= 1.5) | jubako / BentoML tuned (>= 4) "

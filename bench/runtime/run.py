@@ -201,6 +201,7 @@ async def _overload(target: loadgen.Target, max_rate: float, slo: float, quick: 
     ov["share_of_capacity_within_slo"] = ov["served_within_slo_per_s"] / max_rate
     log(f"  overload {ov['offered_rate']:.0f} req/s: {ov['share_of_capacity_within_slo'] * 100:.0f}% of capacity "
         f"within SLO, codes {ov['codes']}, error p50/p99 {ov['error_p50_ms']:.1f}/{ov['error_p99_ms']:.1f} ms, "
+        f"503 from the write p50/p99 {ov['refused_p50_from_send_ms']:.1f}/{ov['refused_p99_from_send_ms']:.1f} ms, "
         f"ok p99 {ov['ok_p99_ms']:.1f} ms, generator lag p99 {ov['lag_p99_ms']:.1f} ms")
     return {"overload": ov, "load_after": loadavg()}
 
