@@ -22,7 +22,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ class Options:
     output_format: str | None = None
     workers: int | None = None
     executor: str = "auto"
-    chunk_rows: int = 10_000
+    chunk_rows: int | None = None  # None: formats.default_chunk_rows
     columns: list[str] | None = None
     keep_columns: list[str] | None = None
     keep_all: bool = False
@@ -92,7 +92,7 @@ def run(opts: Options) -> Summary:
     from jubako.loader import open_bento
     from jubako.runtime_settings import batching
 
-    if opts.chunk_rows < 1:
+    if opts.chunk_rows is not None and opts.chunk_rows < 1:
         raise ConfigError("--chunk-rows must be >= 1")
     if opts.input == opts.output:
         raise ConfigError("--input and --output are the same")
@@ -113,6 +113,8 @@ def run(opts: Options) -> Summary:
     inflight = settings.max_inflight_per_worker if settings else int(os.environ.get("JUBAKO_MAX_INFLIGHT_PER_WORKER", "2"))
     in_fmt = formats.detect(opts.input, opts.input_format)
     out_fmt = formats.detect(opts.output, opts.output_format)
+    if opts.chunk_rows is None:
+        opts = replace(opts, chunk_rows=formats.default_chunk_rows(opts.input, in_fmt))
     errors_url = opts.errors or opts.output + ".errors.jsonl"
     adapter = make_adapter(opts, spec, out_fmt)
     executor = choose_executor(opts.executor, spec, opts.workers,

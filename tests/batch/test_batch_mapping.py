@@ -76,3 +76,23 @@ def test_fractions_for_an_integer_api_still_fail_by_row() -> None:
     assert items.rows.tolist() == [0, 2]
     assert items.tensor is not None and items.tensor.tolist() == [[1, 4], [3, 6]]
     assert items.errors == {1: "expected int64 numbers, got fractions"}
+
+
+def test_default_chunk_rows_from_the_parquet_files_bytes_per_row(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    from jubako.batch.formats import default_chunk_rows
+
+    narrow = tmp_path / "narrow.parquet"  # the MLP's input: 16 floats a row
+    pq.write_table(pa.table({f"f{j}": np.zeros(3000, np.float32) + j for j in range(16)}), narrow)
+    assert default_chunk_rows(str(narrow), "parquet") == 50_000  # 4 MiB is more rows than that
+    wide = tmp_path / "wide.parquet"  # 2 KiB of floats a row, as the encoder's items
+    pq.write_table(pa.table({"x": pa.FixedSizeListArray.from_arrays(
+        pa.array(np.random.default_rng(0).standard_normal(3000 * 512).astype(np.float32)), 512)}), wide)
+    rows = default_chunk_rows(str(wide), "parquet")  # ~4 MiB / 2 KiB (and the encoding's own bytes)
+    assert 1500 <= rows <= 2100 and rows % 100 == 0
+    text = tmp_path / "text.parquet"  # a wide column the model never reads counts too: memory
+    pq.write_table(pa.table({"f": np.zeros(2000, np.float32),
+                             "note": [f"{i}" + "x" * 20_000 for i in range(2000)]}), text)
+    assert default_chunk_rows(str(text), "parquet") == 1000  # the floor
+    assert default_chunk_rows(str(narrow), "csv") == default_chunk_rows(str(narrow), "jsonl") == 10_000

@@ -66,6 +66,21 @@ def test_tensor_api_round_trip(tmp_path: Path, request: pytest.FixtureRequest, r
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_parquet_chunks_sized_from_the_file_by_default(tmp_path: Path, onnx_bento: str, reference) -> None:
+    """No --chunk-rows: ~4 MiB of a Parquet input per chunk (50 000 rows of 16 floats, the
+    last one shorter); the state a resumed run compares holds the same number."""
+    x = features(60_000, seed=3)
+    src = tmp_path / "in.parquet"
+    pq.write_table(feature_table(x), src)
+    out = tmp_path / "out.parquet"
+    summary = run(Options(bento=onnx_bento, api="predict", input=str(src), output=str(out), workers=2,
+                          keep_columns=["id"], progress=False))
+    assert (summary.rows, summary.failed, summary.chunks) == (60_000, 0, 2)
+    got = np.asarray(read_output(out).column("predict").to_pylist(), dtype=np.float32)
+    np.testing.assert_allclose(got[::997], np.stack(reference(onnx_bento).rows("predict", x[::997])),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_json_api_round_trip(tmp_path: Path, torch_bento: str, reference) -> None:
     x = features(300, seed=1)
     src = tmp_path / "in.jsonl"
