@@ -90,6 +90,20 @@ def test_sharded_same_bytes_as_the_others(tmp_path: Path, onnx_bento: str, kind:
         [i for i in range(1000) if not (kind == "jsonl" and i == 5) and not (kind == "csv" and i == 300)]
 
 
+def test_spawned_shards_share_the_claims(tmp_path: Path, onnx_bento: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where there is no fork (or JUBAKO_SHARD_START=spawn) the shards are fresh interpreters:
+    the row-group claims reach them as the process's arguments; same bytes as forked ones."""
+    src = _inputs(tmp_path)["groups"]
+    outs = {}
+    for how in ("fork", "spawn"):
+        monkeypatch.setenv("JUBAKO_SHARD_START", how)
+        outs[how] = tmp_path / f"{how}.parquet"
+        summary = run(Options(bento=onnx_bento, input=str(src), output=str(outs[how]), executor="sharded",
+                              chunk_rows=96, keep_columns=["id"], workers=2, progress=False))
+        assert (summary.rows, summary.chunks) == (1000, 11)
+    assert outs["fork"].read_bytes() == outs["spawn"].read_bytes()
+
+
 def test_sharded_json_api_and_bad_rows(tmp_path: Path, torch_bento: str) -> None:
     items: list[object] = [{"values": r.tolist()} for r in features(200, seed=1)]
     items[6] = {"values": [0.5] * 3}  # pydantic refuses it, in the executor
