@@ -48,6 +48,12 @@ def test_s3_parquet_in_parquet_out(s3, torch_bento: str, tmp_path: Path) -> None
     run(Options(bento=torch_bento, api="predict", input=str(local), output=str(tmp_path / "out.parquet"),
                 keep_columns=["id"], chunk_rows=256, progress=False))
     assert got.equals(pq.read_table(tmp_path / "out.parquet"))
+    # no --chunk-rows: the chunk size from the object's Parquet footer (ranged reads), one chunk here
+    summary = run(Options(bento=torch_bento, api="predict", input="s3://scores/in/features.parquet",
+                          output="s3://scores/out/default.parquet", keep_columns=["id"], progress=False))
+    assert (summary.rows, summary.chunks) == (700, 1)
+    again = pq.read_table(io.BytesIO(s3.get_object(Bucket="scores", Key="out/default.parquet")["Body"].read()))
+    assert again.equals(got)
 
 
 def test_s3_jsonl_in_csv_out_with_errors_and_resume(s3, onnx_bento: str) -> None:
