@@ -113,7 +113,8 @@ def run(opts: Options) -> Summary:
     inflight = settings.max_inflight_per_worker if settings else int(os.environ.get("JUBAKO_MAX_INFLIGHT_PER_WORKER", "2"))
     in_fmt = formats.detect(opts.input, opts.input_format)
     out_fmt = formats.detect(opts.output, opts.output_format)
-    if opts.chunk_rows is None:
+    sized = opts.chunk_rows is None  # the chunk size is ours to choose (formats.default_chunk_rows)
+    if sized:
         opts = replace(opts, chunk_rows=formats.default_chunk_rows(opts.input, in_fmt))
     errors_url = opts.errors or opts.output + ".errors.jsonl"
     adapter = make_adapter(opts, spec, out_fmt)
@@ -140,9 +141,11 @@ def run(opts: Options) -> Summary:
         old = orjson.loads(parts.get(STATE))
         diff = sorted(k for k in set(old) | set(state) if old.get(k) != state.get(k))
         if diff:
+            hint = (f"; pass --chunk-rows {old['chunk_rows']} to continue it" if diff == ["chunk_rows"] and sized
+                    and isinstance(old.get("chunk_rows"), int) else "")
             raise JubakoError(
-                f"{parts} holds chunks of another run (different {', '.join(diff)}); pass --restart to"
-                " discard them, or run again with the same settings to continue"
+                f"{parts} holds chunks of another run (different {', '.join(_differs(k, old, state) for k in diff)})"
+                f"{hint}; pass --restart to discard them, or run again with the same settings to continue"
             )
     else:
         if names:
@@ -197,6 +200,14 @@ def run(opts: Options) -> Summary:
     summary.seconds += time.perf_counter() - t_assembly
     _print_summary(summary, opts)
     return summary
+
+
+def _differs(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``key``, with both values when they are short (not a fingerprint or a digest)."""
+    a, b = old.get(key), new.get(key)
+    if all(v is None or isinstance(v, int | bool) or (isinstance(v, str) and len(v) <= 40) for v in (a, b)):
+        return f"{key}: {a} there, {b} now"
+    return key
 
 
 @dataclass

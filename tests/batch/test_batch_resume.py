@@ -88,3 +88,42 @@ def test_resume_refuses_other_settings(tmp_path: Path, onnx_bento: str) -> None:
     assert "holds chunks of another run" in proc.stderr and "--restart" in proc.stderr
     run_cli(onnx_bento, "--input", str(src), "--output", str(out), "--keep-columns", "id", "--restart")
     assert read_output(out).num_rows == 100 and not parts.exists()
+
+
+def test_a_resume_whose_chunk_size_was_ours_names_the_one_to_pass(tmp_path: Path, onnx_bento: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run interrupted with one chunk size, continued without --chunk-rows (whose default
+    may differ, from the file or from another jubako version): the error names the
+    interrupted run's size; passing it continues the run."""
+    import pyarrow.parquet as pq
+
+    from jubako.batch import Options, run, runner
+    from jubako.batch.formats import default_chunk_rows
+    from jubako.errors import JubakoError
+
+    src = tmp_path / "in.parquet"
+    pq.write_table(feature_table(features(1000, seed=2)), src)
+    out = tmp_path / "out.parquet"
+    real = runner._commit_part
+    calls = []
+
+    def failing(job, chunk, table, errors):  # type: ignore[no-untyped-def]
+        if len(calls) == 3:
+            raise RuntimeError("interrupted")
+        calls.append(chunk.index)
+        real(job, chunk, table, errors)
+
+    def opts(**kw: object) -> Options:
+        return Options(bento=onnx_bento, input=str(src), output=str(out), keep_columns=["id"],
+                       executor="inprocess", progress=False, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "_commit_part", failing)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run(opts(chunk_rows=100))
+    monkeypatch.setattr(runner, "_commit_part", real)
+    with pytest.raises(JubakoError) as e:
+        run(opts())  # the default for this file: ~4 MiB of its rows
+    now = default_chunk_rows(str(src), "parquet")
+    assert f"chunk_rows: 100 there, {now} now" in str(e.value) and "pass --chunk-rows 100" in str(e.value)
+    summary = run(opts(chunk_rows=100))
+    assert summary.resumed_chunks == 3 and summary.rows == 1000
