@@ -314,21 +314,30 @@ def storage_of(served):  # type: ignore[no-untyped-def]
     return served.app.state.registry.storage
 
 
+def stored_not_recorded(served, http, name: str, files: dict[str, bytes]):  # type: ignore[no-untyped-def]
+    """A push of one file whose parts are uploaded and whose blob the storage completed, as
+    a completion does before it records the blob (where a SIGKILL or a slow verify leaves
+    it); returns the push."""
+    push = start_push(http, name, "v1", files)
+    upload = push["upload"]
+    upload_parts(http, upload, files)
+    with served.app.state.registry.sessions() as db:
+        bu = db.scalar(select(BlobUpload).where(BlobUpload.upload_id == upload["id"]))
+        key, multipart = bu.key, bu.multipart_id
+    (data,) = files.values()
+    storage_of(served).complete(key, multipart, len(data), hashlib.sha256(data).hexdigest(), 1)
+    return push
+
+
 @pytest.mark.parametrize("backend", BOTH)
 def test_retry_after_a_crash_in_blob_completion(registry) -> None:  # type: ignore[no-untyped-def]
     """The registry stored the blob, then died before recording it: the retried
     completion finds the stored blob, verifies it and finishes, with no manual step."""
-    storage = storage_of(registry)
     files = {"w.bin": os.urandom(200_000)}
     digest = hashlib.sha256(files["w.bin"]).hexdigest()
     with raw(registry) as http:
-        push = start_push(http, "crash", "v1", files)
+        push = stored_not_recorded(registry, http, "crash", files)  # then SIGKILL
         upload = push["upload"]
-        upload_parts(http, upload, files)
-        with registry.app.state.registry.sessions() as db:
-            bu = db.scalar(select(BlobUpload).where(BlobUpload.upload_id == upload["id"]))
-            key, multipart = bu.key, bu.multipart_id
-        storage.complete(key, multipart, len(files["w.bin"]), digest, 1)  # then SIGKILL
         r = http.post(f"/api/v1/uploads/{upload['id']}/blobs/{digest}/complete")
         assert r.status_code == 200, r.text
         r = http.post(
@@ -500,17 +509,11 @@ def test_a_part_sent_after_its_blob_was_stored_but_not_yet_recorded_is_not_neede
     multipart upload gone) but before that completion recorded it (still verifying, or
     SIGKILLed right there): the part is not needed, and the push goes on. It was a 400
     "upload ... is gone" that failed the push (the SIGKILL chaos test, once)."""
-    storage = storage_of(registry)
     files = {"w.bin": os.urandom(120_000)}
     digest = hashlib.sha256(files["w.bin"]).hexdigest()
     with raw(registry) as http:
-        push = start_push(http, "late-part", "v1", files)
+        push = stored_not_recorded(registry, http, "late-part", files)
         upload = push["upload"]
-        upload_parts(http, upload, files)
-        with registry.app.state.registry.sessions() as db:
-            bu = db.scalar(select(BlobUpload).where(BlobUpload.upload_id == upload["id"]))
-            key, multipart = bu.key, bu.multipart_id
-        storage.complete(key, multipart, len(files["w.bin"]), digest, 1)  # stored, not recorded
         upload_parts(http, upload, files)  # the joiner's copy of the same part: 200
         r = http.post(f"/api/v1/uploads/{upload['id']}/blobs/{digest}/complete")
         assert r.status_code == 200, r.text
