@@ -70,6 +70,7 @@ class Reader:
     fmt: str
     total_rows: int | None = None
     total_bytes: int | None = None
+    chunk_rows: int
     columns: list[str]
     only: list[str] | None = None  # the columns to keep in later chunks (None: all); see Adapter.needed
 
@@ -91,33 +92,26 @@ TEXT_CHUNK_ROWS = 10_000
 
 
 def default_chunk_rows(url: str, fmt: str) -> int:
-    """Rows per chunk when ``--chunk-rows`` is not given: for Parquet, about CHUNK_BYTES of
-    decoded data (the file's uncompressed size per row, every column: an upper bound of
-    what is read), from 1 000 to 50 000 rows; 10 000 rows of CSV or JSON Lines. A chunk's
-    fixed costs (its part, marker and fsyncs, the hops between threads, an output row group)
-    are paid per chunk: 10 000 rows of the example MLP's 16 floats (640 KB) ran at 1.58 M
-    rows/s where 50 000 ran at 2.24 M (bench/README.md); rows as wide as the encoder's
-    (2 KiB) keep chunks of a few MiB. The same file gives the same number: a resumed run
-    finds the chunks it left."""
-    if fmt != "parquet":
-        return TEXT_CHUNK_ROWS
-    import pyarrow.parquet as pq
+    """Rows per chunk when ``--chunk-rows`` is not given (the reader's choice)."""
+    return open_reader(url, fmt, None).chunk_rows
 
-    source = storage.open_seekable(url)
-    try:
-        md = pq.ParquetFile(source).metadata
-    except (pa.ArrowInvalid, OSError) as e:
-        raise JubakoError(f"{url}: not a Parquet file: {e}") from None
-    finally:
-        if not isinstance(source, str):
-            source.close()
+
+def _parquet_chunk_rows(md: Any) -> int:
+    """About CHUNK_BYTES of decoded data (the file's uncompressed size per row, every column:
+    an upper bound of what is read), from 1 000 to 50 000 rows. A chunk's fixed costs (its
+    part, marker and fsyncs, the hops between threads, an output row group) are paid per
+    chunk: 10 000 rows of the example MLP's 16 floats (640 KB) ran at 1.58 M rows/s where
+    50 000 ran at 2.24 M (bench/README.md); rows as wide as the encoder's (2 KiB) keep chunks
+    of a few MiB. The same file gives the same number: a resumed run finds the chunks it left."""
     rows = md.num_rows
     size = sum(md.row_group(g).total_byte_size for g in range(md.num_row_groups))
     per_row = size / rows if rows else 1
     return int(min(max(CHUNK_BYTES / max(per_row, 1), 1000), 50_000)) // 100 * 100
 
 
-def open_reader(url: str, fmt: str, chunk_rows: int) -> Reader:
+def open_reader(url: str, fmt: str, chunk_rows: int | None) -> Reader:
+    """``chunk_rows`` None: the reader chooses (Parquet: from the file, _parquet_chunk_rows;
+    text: TEXT_CHUNK_ROWS, where parsing costs far more than a chunk's fixed costs)."""
     if fmt == "jsonl":
         return JsonlReader(url, chunk_rows)
     if fmt == "csv":
@@ -136,8 +130,8 @@ def _column(values: list[Any]) -> pa.Array:
 class JsonlReader(Reader):
     fmt = "jsonl"
 
-    def __init__(self, url: str, chunk_rows: int):
-        self.url, self.chunk_rows = url, chunk_rows
+    def __init__(self, url: str, chunk_rows: int | None):
+        self.url, self.chunk_rows = url, chunk_rows or TEXT_CHUNK_ROWS
         self.total_bytes = storage.stat(url).size
         self.columns = []
 
@@ -199,8 +193,8 @@ def _csv_records(stream: Any) -> Iterator[bytes]:
 class CsvReader(Reader):
     fmt = "csv"
 
-    def __init__(self, url: str, chunk_rows: int):
-        self.url, self.chunk_rows = url, chunk_rows
+    def __init__(self, url: str, chunk_rows: int | None):
+        self.url, self.chunk_rows = url, chunk_rows or TEXT_CHUNK_ROWS
         self.total_bytes = storage.stat(url).size
         self.columns = []
 
@@ -312,10 +306,10 @@ def _take(table: pa.Table, rows: list[int | None]) -> pa.Table:
 class ParquetReader(Reader):
     fmt = "parquet"
 
-    def __init__(self, url: str, chunk_rows: int):
+    def __init__(self, url: str, chunk_rows: int | None):
         import pyarrow.parquet as pq
 
-        self.url, self.chunk_rows = url, chunk_rows
+        self.url = url
         self.source = storage.open_seekable(url)
         try:
             # a local file memory-mapped: decoding reads the pages in place (about half the
@@ -325,6 +319,7 @@ class ParquetReader(Reader):
             raise JubakoError(f"{url}: not a Parquet file: {e}") from None
         self.total_rows = self.file.metadata.num_rows
         self.columns = self.file.schema_arrow.names
+        self.chunk_rows = chunk_rows or _parquet_chunk_rows(self.file.metadata)
 
     def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[Chunk]:
         if claim is not None:

@@ -113,9 +113,9 @@ def run(opts: Options) -> Summary:
     inflight = settings.max_inflight_per_worker if settings else int(os.environ.get("JUBAKO_MAX_INFLIGHT_PER_WORKER", "2"))
     in_fmt = formats.detect(opts.input, opts.input_format)
     out_fmt = formats.detect(opts.output, opts.output_format)
-    sized = opts.chunk_rows is None  # the chunk size is ours to choose (formats.default_chunk_rows)
-    if sized:
-        opts = replace(opts, chunk_rows=formats.default_chunk_rows(opts.input, in_fmt))
+    reader = formats.open_reader(opts.input, in_fmt, opts.chunk_rows)
+    sized = opts.chunk_rows is None  # the chunk size was the reader's to choose
+    opts = replace(opts, chunk_rows=reader.chunk_rows)
     errors_url = opts.errors or opts.output + ".errors.jsonl"
     adapter = make_adapter(opts, spec, out_fmt)
     executor = choose_executor(opts.executor, spec, opts.workers,
@@ -170,7 +170,6 @@ def run(opts: Options) -> Summary:
                             key=lambda n: _index(n) or 0)
         for n in data_parts:
             out.add_part(parts, n)
-        reader = formats.open_reader(opts.input, in_fmt, opts.chunk_rows)
         reader.only = adapter.needed()
         job = _Job(opts, spec.name, spec.batchable, max_batch, inflight, adapter, reader, parts, out_fmt, done,
                    str(bundle.path), executor, python, out, in_fmt)
