@@ -41,6 +41,9 @@ def test_a_killed_worker_is_restarted_and_its_batches_sent_again(onnx_bento: str
             for a, r in zip((10, 20, 30), got, strict=True):
                 assert r.statuses == (200,) and np.allclose(r.tensor, want[a : a + 10], atol=1e-5)
 
+            # stopped first, so that the batches are still unanswered when it is killed (a busy
+            # machine could otherwise let it answer them all before the SIGKILL lands)
+            os.kill(w.child.proc.pid, signal.SIGSTOP)
             tasks = [asyncio.ensure_future(pool.call("predict", [10], tensor=x[a : a + 10])) for a in (0, 10, 20)]
             while w.link is None or not w.link.pending:  # until a batch is on the wire
                 await asyncio.sleep(0)
