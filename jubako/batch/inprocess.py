@@ -53,6 +53,15 @@ class Lane:
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
+        # stopped: what was handed to the lane and has not ended (work queued just before
+        # the stop, when a failed commit cancels the scoring in flight) is cancelled and
+        # run to its end, so that its caller's future ends and no coroutine is dropped
+        # unstarted with the loop
+        while pending := asyncio.all_tasks(self.loop):
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
 
     def submit(self, coro: Awaitable[T]) -> Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
@@ -116,11 +125,11 @@ class Lane:
         return block, outs
 
     def stop(self) -> None:
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
-        if not self.loop.is_running():
+        if self.thread.ident is None:  # never started (the pool failed before)
             self.loop.close()
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(30)
 
 
 def default_lanes() -> int:

@@ -175,3 +175,49 @@ def test_failing_batches_same_bytes_and_rows_as_read(tmp_path: Path, picky_bento
     want = (x[:, :2] + 1).tolist()
     assert [r for i, r in enumerate(out) if i not in (13, 42)] == [r for i, r in enumerate(want) if i not in (13, 42)]
     assert out[13] is None and out[42] is None
+
+
+def test_a_stopped_lane_runs_down_what_it_was_handed() -> None:
+    """Work handed to a lane just before it stops (a failed commit cancels the scoring in
+    flight, then the pool closes) is cancelled and run to its end, not dropped unstarted
+    with its loop: a dropped coroutine warns 'never awaited' and its future never ends."""
+    import asyncio
+    import gc
+    import threading
+    import time
+    import warnings
+
+    from jubako.batch.inprocess import Lane
+
+    lane = Lane(0)
+    lane.thread.start()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held.set()
+        release.wait(10)
+
+    ran = []
+
+    async def work() -> int:
+        ran.append(1)
+        await asyncio.sleep(10)
+        return 1
+
+    lane.loop.call_soon_threadsafe(hold)
+    assert held.wait(10)
+    fut = lane.submit(work())  # queued behind hold(), then the stop is queued behind it
+    stopper = threading.Thread(target=lane.stop)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stopper.start()
+        deadline = time.monotonic() + 10
+        while len(lane.loop._ready) < 2 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.001)  # until the stop is queued (call_soon_threadsafe) behind the work
+        release.set()
+        stopper.join(10)
+        gc.collect()
+    assert not stopper.is_alive() and not lane.thread.is_alive()
+    assert fut.done() and fut.cancelled()
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message) or "destroyed" in str(w.message)] == []
+    assert lane.loop.is_closed()
