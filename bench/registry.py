@@ -35,7 +35,6 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,8 @@ import httpx
 import psycopg2
 from botocore.config import Config
 
+from jubako.workers.spawn import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 PG_DSN = os.environ.get("JUBAKO_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -62,12 +63,6 @@ PARALLEL = 4
 
 def log(*a: object) -> None:
     print(*a, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:

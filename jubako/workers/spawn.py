@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 MAX_BACKOFF_S = 30.0
@@ -38,9 +40,34 @@ def _die_with_parent() -> None:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port nothing is bound to, for a child to listen on a moment later. Chosen below
+    the kernel's ephemeral range: a port from that range (what binding port 0 gives) can
+    meanwhile become the local port of any outgoing connection, and the child then cannot
+    bind it (seen: a `jubako serve` worker that could not start while a test's client
+    connections came and went). Below the range only an explicit bind competes."""
+    low, _ = ephemeral_ports()
+    candidates = range(max(1024, low - 20_000), low)
+    for _ in range(200 if len(candidates) >= 1000 else 0):
+        port = random.choice(candidates)
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:  # an odd range: the kernel's pick
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux's default where
+    it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def runtime_command(python: str = sys.executable) -> list[str]:

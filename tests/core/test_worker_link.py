@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pytest
 
 from jubako.workers import wire
 from jubako.workers.link import WorkerLink, connect
@@ -223,3 +224,29 @@ def test_restart_delay_backs_off_while_starts_keep_failing() -> None:
         delays.append(d)
     assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, MAX_BACKOFF_S, MAX_BACKOFF_S]
     assert restart_delay(False, n) == (0.0, 0)  # died while serving: at once, count reset
+
+
+def test_a_child_port_is_never_one_an_outgoing_connection_can_take() -> None:
+    """A port handed to a child to listen on comes from below the kernel's ephemeral
+    range: from within it, any outgoing connection made before the child binds can take
+    it as its local port, and the child then fails (EADDRINUSE, shown here)."""
+    import socket
+
+    from jubako.workers.spawn import ephemeral_ports, free_port
+
+    low, high = ephemeral_ports()
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        with socket.create_connection(srv.getsockname()) as c:  # its local port: the kernel's pick
+            taken = c.getsockname()[1]
+            assert low <= taken <= high
+            with socket.socket() as child, pytest.raises(OSError):
+                child.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                child.bind(("127.0.0.1", taken))
+    ports = {free_port() for _ in range(50)}
+    assert all(1024 <= p < low for p in ports) and len(ports) > 40  # spread, not one port for all
+    for p in ports:  # free: a child can bind each
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", p))

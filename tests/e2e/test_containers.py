@@ -38,6 +38,7 @@ from jubako.operator.spec import parse_spec
 
 from jubako.store import Store
 from jubako.tags import Tag
+from jubako.workers.spawn import free_port
 from tests.images.containers import CHART_SECURITY, Docker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,12 +47,6 @@ PG_DSN = os.environ.get("JUBAKO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/
 TOKEN = "jbk_e2e-containers-admin-token-0123"
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(3000)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_free(port: int) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,15 +18,10 @@ from jubako.registry.app import create_app
 from jubako.registry.config import Settings
 
 from jubako.client import RegistryClient
+from jubako.workers.spawn import free_port
 
 PG_DSN = os.environ.get("JUBAKO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ADMIN = "jbk_test-admin-token-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,12 @@ def serve(store: Store, bento: str, workers: int = 1, env: dict[str, str] | None
     )
     server = Server(f"http://127.0.0.1:{port}", proc)
     try:
-        wait_for(lambda: proc.poll() is None and server.workers_ready() == workers, 90, "workers ready")
+        def ready() -> bool:
+            if proc.poll() is not None:  # say so now, not after the wait
+                raise AssertionError(f"jubako serve exited with code {proc.returncode} before it was ready")
+            return server.workers_ready() == workers
+
+        wait_for(ready, 90, "workers ready")
         yield server
     finally:
         proc.send_signal(signal.SIGINT)

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from jubako.runtime.serve import free_port
 
 from jubako.build import build
 from jubako.store import Store
 
-from .conftest import Server, wait_for
+from .conftest import serve, wait_for
 
 WEB = Path(__file__).resolve().parents[2] / "examples" / "mlp_web"
 
@@ -67,16 +63,8 @@ def test_the_example_page_is_served_next_to_its_api(runtime_store: Store, tmp_pa
     assert {f.path for f in bundle.manifest.files} >= {"static/index.html", "static/app.js", "static/style.css"}
     page = (WEB / "web" / "index.html").read_bytes()
     script = (WEB / "web" / "app.js").read_bytes()
-    port = free_port()
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from jubako.cli import main; main()", "serve", str(bundle.tag), "--port", str(port),
-                 "--workers", "1"],
-            env={**os.environ, "JUBAKO_HOME": str(runtime_store.home), "JUBAKO_NUM_THREADS": "1"}, stderr=out)
-    server = Server(f"http://127.0.0.1:{port}", proc)
-    try:
-        wait_for(lambda: proc.poll() is None and server.workers_ready() == 1, 90, "workers ready")
+    with open(log, "wb") as out, serve(runtime_store, str(bundle.tag), stderr=out.fileno()) as server:
         wait_for(lambda: b"ready at" in log.read_bytes(), 30, "the ready line")
         assert f"web UI at {server.url}/ui/".encode() in log.read_bytes()
         r = raw(server.url, "GET", "/ui/")
@@ -119,10 +107,3 @@ def test_the_example_page_is_served_next_to_its_api(runtime_store: Store, tmp_pa
         assert raw(server.url, "GET", "/docs").status == 200
         assert raw(server.url, "GET", "/livez").status == 200
         click_predict(server.url + "/ui")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
