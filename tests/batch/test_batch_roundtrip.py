@@ -81,6 +81,33 @@ def test_parquet_chunks_sized_from_the_file_by_default(tmp_path: Path, onnx_bent
                                rtol=1e-5, atol=1e-6)
 
 
+def test_parquet_output_compresses_and_keeps_statistics_where_they_pay(tmp_path: Path, onnx_bento: str) -> None:
+    """The output's columns: snappy where it shrinks the first part by 10 % or more (an
+    id, text), uncompressed where it does not (the probabilities the model computes);
+    min/max statistics on scalar columns, none on a tensor's elements."""
+    from jubako.batch.formats import compression
+
+    rng = np.random.default_rng(5)
+    sample = pa.table({"id": pa.array(np.arange(5000)), "label": pa.array(rng.integers(0, 4, 5000)),
+                       "name": pa.array(["cat", "dog"] * 2500), "noise": pa.array(rng.random(5000)),
+                       "rows": pa.FixedSizeListArray.from_arrays(pa.array(rng.random(20000).astype(np.float32)), 4),
+                       "missing": pa.nulls(5000, pa.float64())})
+    assert compression(sample) == {"id": "snappy", "label": "snappy", "name": "snappy", "noise": "none",
+                                   "rows": "none", "missing": "snappy"}
+    src = tmp_path / "in.parquet"
+    pq.write_table(feature_table(features(3000, seed=4)), src)
+    out = tmp_path / "out.parquet"
+    run(Options(bento=onnx_bento, api="predict", input=str(src), output=str(out), chunk_rows=1000,
+                keep_columns=["id"], workers=2, progress=False))
+    meta = pq.ParquetFile(out).metadata
+    assert meta.num_row_groups == 3
+    for g in range(3):
+        cols = {meta.row_group(g).column(i).path_in_schema: meta.row_group(g).column(i) for i in range(2)}
+        assert cols["id"].compression == "SNAPPY" and cols["id"].statistics.has_min_max
+        assert cols["predict.list.element"].compression == "UNCOMPRESSED"
+        assert not cols["predict.list.element"].is_stats_set
+
+
 def test_json_api_round_trip(tmp_path: Path, torch_bento: str, reference) -> None:
     x = features(300, seed=1)
     src = tmp_path / "in.jsonl"
