@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from jubako.batch import mapping
 from jubako.batch.formats import Chunk
 from jubako.batch.mapping import Adapter
 from jubako.manifest import ApiSpec
@@ -36,11 +37,16 @@ def _chunked(values: np.ndarray, cuts: list[int], typ: pa.DataType) -> pa.Chunke
     ("float32", pa.float32()), ("float32", pa.float64()), ("float32", pa.int64()),
     ("float64", pa.float32()), ("int64", pa.int32()),
 ])
-def test_scalar_columns_in_place_match_the_rows(target: str, source: pa.DataType) -> None:
+@pytest.mark.parametrize("block_rows", [None, 1, 37])  # None: the default block (one here)
+def test_scalar_columns_in_place_match_the_rows(target: str, source: pa.DataType, block_rows: int | None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(1)
     n, width = 1000, 5
+    if block_rows is not None:  # blocks of rows that cross the chunks' bounds
+        monkeypatch.setattr(mapping, "TRANSPOSE_BLOCK", block_rows * width * np.dtype(target).itemsize)
     raw = rng.integers(-50, 50, size=(n, width)) if pa.types.is_integer(source) else rng.standard_normal((n, width))
-    cols = {f"f{j}": _chunked(raw[:, j], [17, 400, 401], source) for j in range(width)}
+    # each column chunked its own way
+    cols = {f"f{j}": _chunked(raw[:, j], [17, 400, 401] if j % 2 else [250, 999], source) for j in range(width)}
     cols["label"] = pa.array(["x"] * n)  # not a feature: left out
     table = pa.table(cols)
     a = _adapter(target, width)
