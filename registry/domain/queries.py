@@ -21,12 +21,17 @@ from ..errors import BadRequest, Conflict
 from .manifests import LABEL_KEY, check_name
 
 
-def find_version(db: Session, kind: str, name: str, version: str) -> Version | None:
-    return db.scalar(
-        select(Version).where(
-            Version.kind == kind, Version.name == name, Version.version == version
-        )
-    )
+def find_version(
+    db: Session, kind: str, name: str, version: str, *, lock: str | None = None
+) -> Version | None:
+    """``lock``: "update" holds the row until the transaction ends, after waiting for any
+    transaction that changed it to commit (the row read is then the committed one);
+    "share" only keeps others from changing or deleting it meanwhile. PostgreSQL; SQLite
+    serialises writers anyway."""
+    q = select(Version).where(Version.kind == kind, Version.name == name, Version.version == version)
+    if lock is not None:
+        q = q.with_for_update(read=lock == "share").execution_options(populate_existing=True)
+    return db.scalar(q)
 
 
 def get_version(db: Session, kind: str, name: str, version: str, *, ready: bool = False) -> Version:

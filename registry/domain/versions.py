@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.orm import Session
 
-from jubako.errors import InvalidBundle
+from jubako.errors import InvalidBundle, NotFound
 from jubako.manifest import BentoManifest
 
 from ..db.bulk import insert_rows
@@ -79,7 +79,10 @@ def _settle_existing(
     """Deal with a version already there: answer it (ready, same content), join its push
     (uploading, same content), or clear it for a new one (failed, forced); None when a new
     version row is to be made."""
-    existing = find_version(db, kind, name, version)
+    # locked, so that a completion committing meanwhile is waited for, not seen half-way:
+    # read in between (PostgreSQL's READ COMMITTED), the version was still uploading but
+    # its session gone, and a ready version was dropped as a crashed push
+    existing = find_version(db, kind, name, version, lock="update")
     if existing is None:
         return None
     if existing.state == READY:
@@ -141,7 +144,8 @@ def create_version(
     if isinstance(m, BentoManifest):
         for ref in m.models:
             t = ref.parsed
-            mv = find_version(db, "model", t.name, t.version)
+            # shared: the model cannot be deleted or replaced before this bento commits
+            mv = find_version(db, "model", t.name, t.version, lock="share")
             if mv is None or mv.state != READY:
                 raise InvalidBundle(f"models: model {t} is not in the registry; push it first")
             if mv.digest != ref.digest:
@@ -237,6 +241,13 @@ class Deleted:
 def delete_version(
     db: Session, storage: Storage, caller: Caller, v: Version, *, force: bool, collect: bool = True
 ) -> Deleted:
+    # locked first: a bento push that holds this model (create_version) commits before its
+    # users are counted; counted before, the model went and the new bento's reference with it
+    what = f"{v.kind} {v.tag}"
+    try:
+        db.refresh(v, with_for_update=True)
+    except InvalidRequestError:  # the row is gone: a concurrent delete committed first
+        raise NotFound(f"{what} not found (deleted meanwhile)") from None
     users = used_by(db, v)
     if users and not force:
         raise Conflict(

@@ -330,6 +330,102 @@ def stored_not_recorded(served, http, name: str, files: dict[str, bytes]):  # ty
 
 
 @pytest.mark.parametrize("backend", BOTH)
+def test_a_push_joining_a_version_as_it_completes_answers_it_ready(registry) -> None:  # type: ignore[no-untyped-def]
+    """Another client pushes the same model version while the last pusher's completion is
+    committing. The newcomer must wait for that commit and answer the version ready: read
+    between the two (on PostgreSQL, READ COMMITTED), it found the version uploading and its
+    session gone, dropped the now ready version and started it over, so the first client's
+    bento push was refused ('model ... is not in the registry'), or it touched the deleted
+    session (a 500)."""
+    from jubako.registry.domain import uploads
+    from jubako.registry.domain.audit import SYSTEM
+
+    files = {"w.bin": os.urandom(100_000)}
+    digest = hashlib.sha256(files["w.bin"]).hexdigest()
+    reg = registry.app.state.registry
+    text = model_manifest("racing", "v1", {"w.bin": (len(files["w.bin"]), digest)})
+    with raw(registry) as http:
+        r = http.put("/api/v1/models/racing/versions/v1", json={"manifest": text})
+        assert r.status_code == 201, r.text
+        push = r.json()
+        upload = push["upload"]
+        upload_parts(http, upload, files)
+        r = http.post(f"/api/v1/uploads/{upload['id']}/blobs/{digest}/complete")
+        assert r.status_code == 200, r.text
+        answers: list[httpx.Response] = []
+        with reg.sessions() as db:  # the completion, held open before its commit
+            v = uploads.complete_version(db, reg.storage, SYSTEM, uploads.get_upload(db, upload["id"]),
+                                         push["version"]["digest"])
+            assert v.state == "ready"
+            joiner = threading.Thread(target=lambda: answers.append(http.put(
+                "/api/v1/models/racing/versions/v1", json={"manifest": text})))
+            joiner.start()
+            joiner.join(1.0)  # it waits for the commit (SQLite: the write lock; PostgreSQL: the row)
+            db.commit()
+        joiner.join(30)
+        (r,) = answers
+        assert r.status_code == 200, r.text
+        assert r.json()["upload"] is None and r.json()["version"]["state"] == "ready"
+        r = http.get("/api/v1/models/racing/versions/v1")
+        assert r.status_code == 200 and r.json()["state"] == "ready"
+        assert r.json()["digest"] == push["version"]["digest"]
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_a_model_deleted_while_a_bento_using_it_is_pushed_is_refused_as_used(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """DELETE of a model while a push of a bento that uses it is committing: the delete
+    waits for that commit and refuses (409, used by the bento). It counted the users before
+    the bento committed, then deleted the model, and the bento's reference went with it
+    (ON DELETE CASCADE): a ready bento whose model is gone, not marked broken."""
+    from jubako.registry.domain import versions
+    from jubako.registry.domain.audit import SYSTEM
+
+    store = Store(tmp_path / "store")
+    model = make_model(store, "base", "v1", {"w.bin": os.urandom(2000)})
+    bento = make_bento(store, "uses-base", "v1", [model], files={"src/service.py": b"x = 1\n"})
+    reg = registry.app.state.registry
+    with registry.client() as c:
+        push(c, "base:v1", kind="model", store=store)
+    answers: list[httpx.Response] = []
+    with raw(registry) as http:
+        with reg.sessions() as db:  # the bento's push, held open before its commit
+            versions.create_version(db, reg.storage, SYSTEM, "bento", "uses-base", "v1",
+                                    bento.manifest.dump().decode(), part_size=5 << 20, upload_timeout_s=600)
+            deleter = threading.Thread(target=lambda: answers.append(http.delete("/api/v1/models/base/versions/v1")))
+            deleter.start()
+            deleter.join(1.0)
+            db.commit()
+        deleter.join(30)
+        (r,) = answers
+        assert r.status_code == 409 and "uses-base:v1" in r.text, r.text
+        assert http.get("/api/v1/models/base/versions/v1").json()["state"] == "ready"
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_two_deletes_of_one_version_at_once_answer_204_then_404(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from jubako.registry.domain import queries, versions
+    from jubako.registry.domain.audit import SYSTEM
+
+    store = Store(tmp_path / "store")
+    make_model(store, "twice", "v1", {"w.bin": os.urandom(2000)})
+    with registry.client() as c:
+        push(c, "twice:v1", kind="model", store=store)
+    reg = registry.app.state.registry
+    answers: list[httpx.Response] = []
+    with raw(registry) as http:
+        with reg.sessions() as db:  # the first delete, held open before its commit
+            versions.delete_version(db, reg.storage, SYSTEM, queries.get_version(db, "model", "twice", "v1"), force=False)
+            second = threading.Thread(target=lambda: answers.append(http.delete("/api/v1/models/twice/versions/v1")))
+            second.start()
+            second.join(1.0)
+            db.commit()
+        second.join(30)
+        (r,) = answers
+        assert r.status_code == 404, r.text
+        assert http.get("/api/v1/models/twice/versions/v1").status_code == 404
+
+
+@pytest.mark.parametrize("backend", BOTH)
 def test_retry_after_a_crash_in_blob_completion(registry) -> None:  # type: ignore[no-untyped-def]
     """The registry stored the blob, then died before recording it: the retried
     completion finds the stored blob, verifies it and finishes, with no manual step."""
