@@ -213,10 +213,21 @@ def create_version(
     return CreateResult(v, upload, created=True, missing=missing)
 
 
+def lock(db: Session, v: Version) -> None:
+    """Re-read ``v`` locked until the transaction ends (PostgreSQL: after waiting for any
+    transaction that changed it); NotFound when a concurrent delete committed first."""
+    what = f"{v.kind} {v.tag}"
+    try:
+        db.refresh(v, with_for_update=True)
+    except InvalidRequestError:  # the row is gone
+        raise NotFound(f"{what} not found (deleted meanwhile)") from None
+
+
 def update_labels(
     db: Session, caller: Caller, v: Version, labels: dict[str, str | None]
 ) -> Version:
     check_labels(labels)
+    lock(db, v)  # a concurrent change commits first: its labels are seen here
     current = {lb.key: lb for lb in v.labels}
     for k, val in labels.items():
         if val is None:
@@ -243,11 +254,7 @@ def delete_version(
 ) -> Deleted:
     # locked first: a bento push that holds this model (create_version) commits before its
     # users are counted; counted before, the model went and the new bento's reference with it
-    what = f"{v.kind} {v.tag}"
-    try:
-        db.refresh(v, with_for_update=True)
-    except InvalidRequestError:  # the row is gone: a concurrent delete committed first
-        raise NotFound(f"{what} not found (deleted meanwhile)") from None
+    lock(db, v)
     users = used_by(db, v)
     if users and not force:
         raise Conflict(

@@ -426,6 +426,33 @@ def test_two_deletes_of_one_version_at_once_answer_204_then_404(registry, tmp_pa
 
 
 @pytest.mark.parametrize("backend", BOTH)
+def test_two_label_changes_of_one_version_at_once_both_apply(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two PATCHes adding the same new label at once: the second waits for the first and
+    changes its value (both inserted the row: a duplicate key, a 500)."""
+    from jubako.registry.domain import queries, versions
+    from jubako.registry.domain.audit import SYSTEM
+
+    store = Store(tmp_path / "store")
+    make_model(store, "labelled", "v1", {"w.bin": os.urandom(2000)})
+    with registry.client() as c:
+        push(c, "labelled:v1", kind="model", store=store)
+    reg = registry.app.state.registry
+    answers: list[httpx.Response] = []
+    with raw(registry) as http:
+        with reg.sessions() as db:  # the first change, held open before its commit
+            versions.update_labels(db, SYSTEM, queries.get_version(db, "model", "labelled", "v1"), {"stage": "a"})
+            second = threading.Thread(target=lambda: answers.append(
+                http.patch("/api/v1/models/labelled/versions/v1", json={"labels": {"stage": "b"}})))
+            second.start()
+            second.join(1.0)
+            db.commit()
+        second.join(30)
+        (r,) = answers
+        assert r.status_code == 200, r.text
+        assert http.get("/api/v1/models/labelled/versions/v1").json()["labels"]["stage"] == "b"
+
+
+@pytest.mark.parametrize("backend", BOTH)
 def test_retry_after_a_crash_in_blob_completion(registry) -> None:  # type: ignore[no-untyped-def]
     """The registry stored the blob, then died before recording it: the retried
     completion finds the stored blob, verifies it and finishes, with no manual step."""
