@@ -1,5 +1,6 @@
 """The read model: lookups and listings of versions, shared by the REST API and the
-dashboard. Reads only."""
+dashboard. Reads only; a writer that must act on what it read reads it locked
+(``find_version(lock=...)``, ``lock``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exists, func, literal, select, tuple_
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from jubako.errors import NotFound
@@ -32,6 +34,16 @@ def find_version(
     if lock is not None:
         q = q.with_for_update(read=lock == "share").execution_options(populate_existing=True)
     return db.scalar(q)
+
+
+def lock(db: Session, v: Version) -> None:
+    """Re-read ``v`` locked until the transaction ends (PostgreSQL: after waiting for any
+    transaction that changed it); NotFound when a concurrent delete committed first."""
+    what = f"{v.kind} {v.tag}"
+    try:
+        db.refresh(v, with_for_update=True)
+    except InvalidRequestError:  # the row is gone
+        raise NotFound(f"{what} not found (deleted meanwhile)") from None
 
 
 def get_version(db: Session, kind: str, name: str, version: str, *, ready: bool = False) -> Version:

@@ -10,6 +10,8 @@ from datetime import timedelta
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from jubako.errors import NotFound
+
 from ..db.models import FAILED, UPLOADING, Upload, Version, utcnow
 from ..orphans import remove_orphans
 from ..storage.base import Storage
@@ -38,7 +40,10 @@ def sweep(
     expired_before = now + timedelta(seconds=configured - upload_timeout_s)
     failed = 0
     for upload in list(db.scalars(select(Upload).where(Upload.expires_at <= expired_before))):
-        abort_upload(db, storage, SYSTEM, upload)
+        try:
+            abort_upload(db, storage, SYSTEM, upload)
+        except NotFound:  # finished (or aborted) meanwhile
+            continue
         failed += 1
     db.flush()
     old = now - timedelta(seconds=upload_timeout_s)

@@ -28,6 +28,7 @@ from ..errors import BadRequest, Conflict, Gone
 from ..storage.base import DigestMismatch, PartsMissing, PartsReplaced, Storage, UploadGone
 from .audit import Caller, audit
 from .blobs import add_blob
+from .queries import lock
 
 MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
 
@@ -310,6 +311,11 @@ def complete_version(
 
 def abort_upload(db: Session, storage: Storage, caller: Caller, upload: Upload) -> None:
     v = upload.version
+    # locked, then looked at again: a completion committing meanwhile made the version ready
+    # and removed this session; failing it then turned a ready version into a failed one
+    lock(db, v)
+    if v.state != UPLOADING or db.scalar(select(Upload.id).where(Upload.id == upload.id)) is None:
+        raise NotFound(f"upload {upload.id} not found (finished, aborted or swept)")
     _abort_blobs(db, storage, upload)
     v.state = FAILED
     v.updated_at = utcnow()

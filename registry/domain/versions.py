@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, InvalidRequestError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from jubako.errors import InvalidBundle, NotFound
+from jubako.errors import InvalidBundle
 from jubako.manifest import BentoManifest
 
 from ..db.bulk import insert_rows
@@ -34,7 +34,7 @@ from .audit import Caller, audit
 from .blobs import present_blobs, unreferenced
 from .canonical import dump as canonical_dump
 from .manifests import check_labels, parse, wanted_blobs
-from .queries import find_version, used_by, version_files
+from .queries import find_version, lock, used_by, version_files
 from .uploads import PendingBlob, drop, session_blobs
 
 
@@ -211,16 +211,6 @@ def create_version(
     missing = session_blobs(db, storage, upload.id, wanted, present, part_size)
     audit(db, caller, f"{kind}.push", v.tag, digest=digest, upload=upload.id)
     return CreateResult(v, upload, created=True, missing=missing)
-
-
-def lock(db: Session, v: Version) -> None:
-    """Re-read ``v`` locked until the transaction ends (PostgreSQL: after waiting for any
-    transaction that changed it); NotFound when a concurrent delete committed first."""
-    what = f"{v.kind} {v.tag}"
-    try:
-        db.refresh(v, with_for_update=True)
-    except InvalidRequestError:  # the row is gone
-        raise NotFound(f"{what} not found (deleted meanwhile)") from None
 
 
 def update_labels(

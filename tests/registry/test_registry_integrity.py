@@ -372,6 +372,37 @@ def test_a_push_joining_a_version_as_it_completes_answers_it_ready(registry) -> 
 
 
 @pytest.mark.parametrize("backend", BOTH)
+def test_an_abort_as_the_push_completes_leaves_the_version_ready(registry) -> None:  # type: ignore[no-untyped-def]
+    """DELETE of an upload session while its completion is committing: the abort waits and
+    answers 404 (finished). It set the version failed over the completion's ready (then
+    swept: a pushed version lost)."""
+    from jubako.registry.domain import uploads
+    from jubako.registry.domain.audit import SYSTEM
+
+    files = {"w.bin": os.urandom(50_000)}
+    digest = hashlib.sha256(files["w.bin"]).hexdigest()
+    reg = registry.app.state.registry
+    answers: list[httpx.Response] = []
+    with raw(registry) as http:
+        push = start_push(http, "aborted", "v1", files)
+        upload = push["upload"]
+        upload_parts(http, upload, files)
+        assert http.post(f"/api/v1/uploads/{upload['id']}/blobs/{digest}/complete").status_code == 200
+        with reg.sessions() as db:  # the completion, held open before its commit
+            uploads.complete_version(db, reg.storage, SYSTEM, uploads.get_upload(db, upload["id"]),
+                                     push["version"]["digest"])
+            abort = threading.Thread(target=lambda: answers.append(http.delete(f"/api/v1/uploads/{upload['id']}")))
+            abort.start()
+            abort.join(1.0)
+            db.commit()
+        abort.join(30)
+        (r,) = answers
+        assert r.status_code == 404, r.text
+        assert http.get("/api/v1/models/aborted/versions/v1").json()["state"] == "ready"
+        assert blob_bytes(http, digest) == files["w.bin"]
+
+
+@pytest.mark.parametrize("backend", BOTH)
 def test_a_model_deleted_while_a_bento_using_it_is_pushed_is_refused_as_used(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """DELETE of a model while a push of a bento that uses it is committing: the delete
     waits for that commit and refuses (409, used by the bento). It counted the users before
