@@ -329,6 +329,23 @@ def stored_not_recorded(served, http, name: str, files: dict[str, bytes]):  # ty
     return push
 
 
+def meanwhile(registry, hold, request):  # type: ignore[no-untyped-def]
+    """``request()`` (an HTTP call) on another thread while ``hold(db)`` has done its work
+    in a transaction that is not committed yet; the transaction commits a second later
+    (the request is expected to wait for it: SQLite's write lock, PostgreSQL's row locks).
+    Returns the request's answer."""
+    answers: list[httpx.Response] = []
+    with registry.app.state.registry.sessions() as db:
+        hold(db)
+        other = threading.Thread(target=lambda: answers.append(request()))
+        other.start()
+        other.join(1.0)
+        db.commit()
+    other.join(30)
+    (r,) = answers
+    return r
+
+
 @pytest.mark.parametrize("backend", BOTH)
 def test_a_push_joining_a_version_as_it_completes_answers_it_ready(registry) -> None:  # type: ignore[no-untyped-def]
     """Another client pushes the same model version while the last pusher's completion is
@@ -352,18 +369,10 @@ def test_a_push_joining_a_version_as_it_completes_answers_it_ready(registry) -> 
         upload_parts(http, upload, files)
         r = http.post(f"/api/v1/uploads/{upload['id']}/blobs/{digest}/complete")
         assert r.status_code == 200, r.text
-        answers: list[httpx.Response] = []
-        with reg.sessions() as db:  # the completion, held open before its commit
-            v = uploads.complete_version(db, reg.storage, SYSTEM, uploads.get_upload(db, upload["id"]),
-                                         push["version"]["digest"])
-            assert v.state == "ready"
-            joiner = threading.Thread(target=lambda: answers.append(http.put(
-                "/api/v1/models/racing/versions/v1", json={"manifest": text})))
-            joiner.start()
-            joiner.join(1.0)  # it waits for the commit (SQLite: the write lock; PostgreSQL: the row)
-            db.commit()
-        joiner.join(30)
-        (r,) = answers
+        r = meanwhile(registry,  # the completion, before its commit
+                      lambda db: uploads.complete_version(db, reg.storage, SYSTEM,
+                                                          uploads.get_upload(db, upload["id"]), push["version"]["digest"]),
+                      lambda: http.put("/api/v1/models/racing/versions/v1", json={"manifest": text}))
         assert r.status_code == 200, r.text
         assert r.json()["upload"] is None and r.json()["version"]["state"] == "ready"
         r = http.get("/api/v1/models/racing/versions/v1")
@@ -382,21 +391,15 @@ def test_an_abort_as_the_push_completes_leaves_the_version_ready(registry) -> No
     files = {"w.bin": os.urandom(50_000)}
     digest = hashlib.sha256(files["w.bin"]).hexdigest()
     reg = registry.app.state.registry
-    answers: list[httpx.Response] = []
     with raw(registry) as http:
         push = start_push(http, "aborted", "v1", files)
         upload = push["upload"]
         upload_parts(http, upload, files)
         assert http.post(f"/api/v1/uploads/{upload['id']}/blobs/{digest}/complete").status_code == 200
-        with reg.sessions() as db:  # the completion, held open before its commit
-            uploads.complete_version(db, reg.storage, SYSTEM, uploads.get_upload(db, upload["id"]),
-                                     push["version"]["digest"])
-            abort = threading.Thread(target=lambda: answers.append(http.delete(f"/api/v1/uploads/{upload['id']}")))
-            abort.start()
-            abort.join(1.0)
-            db.commit()
-        abort.join(30)
-        (r,) = answers
+        r = meanwhile(registry,  # the completion, before its commit
+                      lambda db: uploads.complete_version(db, reg.storage, SYSTEM,
+                                                          uploads.get_upload(db, upload["id"]), push["version"]["digest"]),
+                      lambda: http.delete(f"/api/v1/uploads/{upload['id']}"))
         assert r.status_code == 404, r.text
         assert http.get("/api/v1/models/aborted/versions/v1").json()["state"] == "ready"
         assert blob_bytes(http, digest) == files["w.bin"]
@@ -417,17 +420,12 @@ def test_a_model_deleted_while_a_bento_using_it_is_pushed_is_refused_as_used(reg
     reg = registry.app.state.registry
     with registry.client() as c:
         push(c, "base:v1", kind="model", store=store)
-    answers: list[httpx.Response] = []
     with raw(registry) as http:
-        with reg.sessions() as db:  # the bento's push, held open before its commit
-            versions.create_version(db, reg.storage, SYSTEM, "bento", "uses-base", "v1",
-                                    bento.manifest.dump().decode(), part_size=5 << 20, upload_timeout_s=600)
-            deleter = threading.Thread(target=lambda: answers.append(http.delete("/api/v1/models/base/versions/v1")))
-            deleter.start()
-            deleter.join(1.0)
-            db.commit()
-        deleter.join(30)
-        (r,) = answers
+        r = meanwhile(registry,  # the bento's push, before its commit
+                      lambda db: versions.create_version(db, reg.storage, SYSTEM, "bento", "uses-base", "v1",
+                                                         bento.manifest.dump().decode(), part_size=5 << 20,
+                                                         upload_timeout_s=600),
+                      lambda: http.delete("/api/v1/models/base/versions/v1"))
         assert r.status_code == 409 and "uses-base:v1" in r.text, r.text
         assert http.get("/api/v1/models/base/versions/v1").json()["state"] == "ready"
 
@@ -442,16 +440,11 @@ def test_two_deletes_of_one_version_at_once_answer_204_then_404(registry, tmp_pa
     with registry.client() as c:
         push(c, "twice:v1", kind="model", store=store)
     reg = registry.app.state.registry
-    answers: list[httpx.Response] = []
     with raw(registry) as http:
-        with reg.sessions() as db:  # the first delete, held open before its commit
-            versions.delete_version(db, reg.storage, SYSTEM, queries.get_version(db, "model", "twice", "v1"), force=False)
-            second = threading.Thread(target=lambda: answers.append(http.delete("/api/v1/models/twice/versions/v1")))
-            second.start()
-            second.join(1.0)
-            db.commit()
-        second.join(30)
-        (r,) = answers
+        r = meanwhile(registry,  # the first delete, before its commit
+                      lambda db: versions.delete_version(db, reg.storage, SYSTEM,
+                                                         queries.get_version(db, "model", "twice", "v1"), force=False),
+                      lambda: http.delete("/api/v1/models/twice/versions/v1"))
         assert r.status_code == 404, r.text
         assert http.get("/api/v1/models/twice/versions/v1").status_code == 404
 
@@ -467,18 +460,11 @@ def test_two_label_changes_of_one_version_at_once_both_apply(registry, tmp_path:
     make_model(store, "labelled", "v1", {"w.bin": os.urandom(2000)})
     with registry.client() as c:
         push(c, "labelled:v1", kind="model", store=store)
-    reg = registry.app.state.registry
-    answers: list[httpx.Response] = []
     with raw(registry) as http:
-        with reg.sessions() as db:  # the first change, held open before its commit
-            versions.update_labels(db, SYSTEM, queries.get_version(db, "model", "labelled", "v1"), {"stage": "a"})
-            second = threading.Thread(target=lambda: answers.append(
-                http.patch("/api/v1/models/labelled/versions/v1", json={"labels": {"stage": "b"}})))
-            second.start()
-            second.join(1.0)
-            db.commit()
-        second.join(30)
-        (r,) = answers
+        r = meanwhile(registry,  # the first change, before its commit
+                      lambda db: versions.update_labels(db, SYSTEM, queries.get_version(db, "model", "labelled", "v1"),
+                                                        {"stage": "a"}),
+                      lambda: http.patch("/api/v1/models/labelled/versions/v1", json={"labels": {"stage": "b"}}))
         assert r.status_code == 200, r.text
         assert http.get("/api/v1/models/labelled/versions/v1").json()["labels"]["stage"] == "b"
 
