@@ -9,6 +9,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jubako.errors import NotFound
@@ -38,11 +39,18 @@ def _check_user_name(name: str) -> None:
 
 
 def user(db: Session, name: str) -> User:
+    """The user ``name``, made if new. Two requests making the same new user at once: the
+    second's insert waits for the first's commit, fails on the unique name, and takes the
+    first's (it was a duplicate key, a 500)."""
     u = db.scalar(select(User).where(User.name == name))
     if u is None:
-        u = User(name=name)
-        db.add(u)
-        db.flush()
+        try:
+            with db.begin_nested():
+                u = User(name=name)
+                db.add(u)
+        except IntegrityError:
+            u = db.scalar(select(User).where(User.name == name))
+    assert u is not None
     return u
 
 

@@ -470,6 +470,21 @@ def test_two_label_changes_of_one_version_at_once_both_apply(registry, tmp_path:
 
 
 @pytest.mark.parametrize("backend", BOTH)
+def test_two_tokens_for_a_new_user_at_once_are_both_made(registry) -> None:  # type: ignore[no-untyped-def]
+    """The first token of a user makes the user: two at once both inserted it (a duplicate
+    key, a 500); the second now finds the first's user once it commits."""
+    from jubako.registry import auth
+
+    with raw(registry) as http:
+        r = meanwhile(registry,  # the first token, before its commit
+                      lambda db: auth.create_token(db, user_name="newcomer", scope="read"),
+                      lambda: http.post("/api/v1/tokens", json={"user": "newcomer", "scope": "read"}))
+        assert r.status_code == 201, r.text
+        users = {t["user"] for t in http.get("/api/v1/tokens").json() if t["user"] == "newcomer"}
+        assert users == {"newcomer"}
+
+
+@pytest.mark.parametrize("backend", BOTH)
 def test_retry_after_a_crash_in_blob_completion(registry) -> None:  # type: ignore[no-untyped-def]
     """The registry stored the blob, then died before recording it: the retried
     completion finds the stored blob, verifies it and finishes, with no manual step."""
