@@ -30,6 +30,7 @@ from jubako.errors import ConfigError, JubakoError
 from . import storage
 
 FORMATS = ("jsonl", "csv", "parquet")
+VALUE = "value"  # the one column of a JSON Lines file whose rows are not objects
 EMPTY = "__jubako_no_columns__"  # placeholder column of a JSON Lines chunk whose rows are not objects
 _EXT = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
         ".pq": "parquet"}
@@ -119,12 +120,27 @@ def open_reader(url: str, fmt: str, chunk_rows: int | None) -> Reader:
     return ParquetReader(url, chunk_rows)
 
 
+JSON_TEXT = {b"jubako": b"json"}  # field metadata of a column holding JSON text
+
+
+def _json_text(values: list[Any]) -> pa.Array:
+    return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+
+
 def _column(values: list[Any]) -> pa.Array:
     """An Arrow array for Python values; mixed types fall back to their JSON text."""
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+        return _json_text(values)
+
+
+def _has_struct(kind: pa.DataType) -> bool:
+    if pa.types.is_struct(kind) or pa.types.is_map(kind):
+        return True
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _has_struct(kind.value_type)
+    return False
 
 
 class JsonlReader(Reader):
@@ -134,6 +150,35 @@ class JsonlReader(Reader):
         self.url, self.chunk_rows = url, chunk_rows or TEXT_CHUNK_ROWS
         self.total_bytes = storage.stat(url).size
         self.columns = []
+        self.types: dict[str, pa.DataType | None] = {}  # None: the column is JSON text
+
+    def _typed(self, name: str, values: list[Any], errors: dict[int, str]) -> pa.Array:
+        """A column of one chunk, of the type its first chunk gave it: every part of the
+        output then has the same columns (a Parquet output's parts must). Where the first
+        chunk's values are of mixed types, all null, or objects (whose keys vary from row to
+        row), the column is their JSON text, and is written back as JSON in a JSON Lines
+        output. A later value that its column's type cannot hold fails its row."""
+        if name not in self.types:
+            kind = _column(values).type
+            mixed = pa.types.is_string(kind) and not all(isinstance(v, str) for v in values if v is not None)
+            self.types[name] = None if pa.types.is_null(kind) or _has_struct(kind) or mixed else kind
+        kind = self.types[name]
+        if kind is None:
+            return _json_text(values)
+        try:
+            return pa.array(values, kind)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            pass
+        fitting: list[Any] = []
+        for i, v in enumerate(values):
+            try:
+                pa.array([v], kind)
+                fitting.append(v)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+                fitting.append(None)
+                errors.setdefault(i, f"{name}: {orjson.dumps(v).decode()[:40]} does not fit the column's type"
+                                     f" ({kind}, from the file's first rows)")
+        return pa.array(fitting, kind)
 
     def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[Chunk]:
         stream, counter = storage.open_stream(self.url)
@@ -160,19 +205,33 @@ class JsonlReader(Reader):
                     raw.append(line)
                     records.append(rec)
                 if not self.columns:
-                    seen: dict[str, None] = {}
-                    for rec in records:
-                        if isinstance(rec, dict):
-                            seen.update(dict.fromkeys(rec))
-                    self.columns = list(seen)
-                cols = {c: _column([r.get(c) if isinstance(r, dict) else None for r in records])
+                    self.columns = _jsonl_columns(records, errors)
+                if self.columns == [VALUE]:  # a file of values: each row is {"value": the line's value}
+                    records = [{VALUE: None if isinstance(r, dict) else r} for r in records]
+                cols = {c: self._typed(c, [r.get(c) if isinstance(r, dict) else None for r in records], errors)
                         for c in self.columns}
                 if index < want:  # parsed only for its columns (the first chunks had none)
                     continue
-                table = pa.table(cols) if cols else pa.table({EMPTY: pa.nulls(len(records))})
+                table = pa.table(list(cols.values()), schema=pa.schema(
+                    [pa.field(c, a.type, metadata=None if self.types[c] else JSON_TEXT) for c, a in cols.items()])
+                ) if cols else pa.table({EMPTY: pa.nulls(len(records))})
                 yield Chunk(index, index * self.chunk_rows, table, raw, records, errors, counter.count)
                 if claim is not None:
                     want = claim()
+
+
+def _jsonl_columns(records: list[Any], errors: dict[int, str]) -> list[str]:
+    """The columns of a JSON Lines file, from its first chunk's rows: the keys of its objects,
+    or, where most rows are not objects (arrays, as in an HTTP request's body, or strings),
+    one column, ``value``, holding each line's value."""
+    seen: dict[str, None] = {}
+    objects = 0
+    for rec in records:
+        if isinstance(rec, dict):
+            seen.update(dict.fromkeys(rec))
+            objects += 1
+    values = len(records) - len(errors) - objects
+    return [VALUE] if values > objects else list(seen)
 
 
 def _csv_records(stream: Any) -> Iterator[bytes]:
@@ -432,6 +491,7 @@ def encode_part(table: pa.Table, fmt: str, first: bool, json_columns: set[str]) 
     out = bytearray()
     names = table.column_names
     columns = [table.column(n).to_pylist() for n in names]
+    json_columns = json_columns | {f.name for f in table.schema if f.metadata == JSON_TEXT}
     for row in zip(*columns, strict=True):
         rec = {n: (orjson.Fragment(v) if v is not None and n in json_columns else v)
                for n, v in zip(names, row, strict=True)}

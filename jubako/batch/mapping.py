@@ -411,7 +411,8 @@ class Adapter:
                     values[i] = s if isinstance(out, BytesSpec) else s.decode()
             result = pa.array(values, pa.binary() if isinstance(out, BytesSpec) else pa.string())
         cols = [chunk.table.column(c) for c in self.keep]
-        return pa.table([*cols, result], names=[*self.keep, self.output_column])
+        fields = [chunk.table.schema.field(c) for c in self.keep]  # with their metadata (JSON text)
+        return pa.table([*cols, result], schema=pa.schema([*fields, pa.field(self.output_column, result.type)]))
 
 
 class _Slow(Exception):

@@ -77,3 +77,62 @@ def test_locate_names_row_and_field() -> None:
     assert locate("body: not valid JSON: line 1", 4) == "row 4: not valid JSON: line 1"
     # the API's own messages are left as they are
     assert locate("API 'classify': ValueError: somebody.x: no", 2) == "API 'classify': ValueError: somebody.x: no"
+
+
+def test_jsonl_rows_that_are_arrays_are_a_tensor_apis_rows(tmp_path: Path, onnx_bento: str) -> None:
+    """A JSON Lines file of bare arrays (each line as one item of an HTTP request's body) is
+    read as one column, `value`: each array is a row's values, whatever is not fails alone."""
+    rows = [json.dumps([0.01 * i] * 16) for i in range(150)]
+    rows[1] = json.dumps([1, 2, 3])  # wrong length
+    rows[3] = json.dumps({"x": [0.0] * 16})  # an object in a file of arrays
+    rows[6] = json.dumps("text")
+    rows[8] = ""
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(rows) + "\n")
+    outs = {}
+    for executor in ("sharded", "workers"):
+        out = outs[executor] = tmp_path / f"{executor}.jsonl"
+        proc = run_cli(onnx_bento, "--input", str(src), "--output", str(out), "--keep-columns", "all",
+                       "--chunk-rows", "64", "--executor", executor, check_codes=(2,))
+        assert "146 ok, 4 failed" in proc.stderr
+    assert outs["sharded"].read_bytes() == outs["workers"].read_bytes()
+    errors = [orjson.loads(line) for line in (tmp_path / "sharded.jsonl.errors.jsonl").read_text().splitlines()]
+    assert [e["row"] for e in errors] == [2, 4, 7, 9]
+    assert "expected 16 values" in errors[0]["error"]
+    assert errors[1]["error"] == "value: missing value"
+    assert errors[2]["error"].startswith("value:")
+    assert errors[3]["error"] == "empty line"
+    lines = [orjson.loads(line) for line in outs["sharded"].read_text().splitlines()]
+    assert [sorted(r) for r in lines[:1]] == [["predict", "value"]]
+    assert lines[0]["value"] == [0.0] * 16 and len(lines[10]["predict"]) == 4
+    assert [i for i, r in enumerate(lines) if r["predict"] is None] == [1, 3, 6, 8]
+
+
+def test_kept_jsonl_keys_whose_types_change_between_chunks(tmp_path: Path, onnx_bento: str) -> None:
+    """A kept key's type is set by the file's first rows, so that every part of the output
+    has the same columns: a later value that type cannot hold fails its row (it used to fail
+    the whole run at the end, for a Parquet output), objects and mixed values stay JSON."""
+    rows = [{"x": [0.1] * 16, "id": i, "info": {"k": i}, "mixed": [1, "a"][i % 2]} for i in range(40)]
+    rows[25]["id"] = "twenty-five"  # chunk 2: not an integer
+    rows[30]["info"] = {"other": [1, 2]}  # other keys: an object column is JSON text
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tables = {}
+    for fmt in ("parquet", "jsonl", "csv"):
+        out = tmp_path / f"out.{fmt}"
+        proc = run_cli(onnx_bento, "--input", str(src), "--output", str(out), "--keep-columns", "id,info,mixed",
+                       "--chunk-rows", "10", check_codes=(2,))
+        assert "39 ok, 1 failed" in proc.stderr
+        errors = [orjson.loads(line) for line in Path(f"{out}.errors.jsonl").read_text().splitlines()]
+        assert errors == [{"row": 26, "error": 'id: "twenty-five" does not fit the column\'s type (int64, from'
+                                              " the file's first rows)"}]
+        if fmt != "jsonl":  # mixed types: pyarrow's JSON reader refuses it
+            tables[fmt] = read_output(out)
+    assert tables["csv"].num_rows == 40
+    assert tables["parquet"].column("id").to_pylist() == [*range(25), None, *range(26, 40)]
+    assert tables["parquet"].schema.field("info").type == "string"
+    assert orjson.loads(tables["parquet"].column("info")[30].as_py()) == {"other": [1, 2]}
+    # a JSON Lines output gives back each kept value as it was read
+    lines = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["info"] for r in lines] == [r["info"] for r in rows]
+    assert [r["mixed"] for r in lines] == [r["mixed"] for r in rows]
