@@ -15,7 +15,10 @@ is bounded by a chunk: nothing reads a whole file.
 
 from __future__ import annotations
 
+import base64
 import bisect
+import datetime
+import decimal
 import io
 import itertools
 from collections.abc import Callable, Iterator
@@ -123,8 +126,25 @@ def open_reader(url: str, fmt: str, chunk_rows: int | None) -> Reader:
 JSON_TEXT = {b"jubako": b"json"}  # field metadata of a column holding JSON text
 
 
+def json_default(v: Any) -> Any:
+    """What orjson cannot write itself, as JSON (orjson's ``default``): bytes as base64
+    text, a decimal as its exact number, a duration in seconds. A kept Parquet column of
+    such a type is then written to JSON Lines and CSV instead of failing the run."""
+    if isinstance(v, bytes | bytearray | memoryview):
+        return base64.b64encode(v).decode()
+    if isinstance(v, decimal.Decimal):
+        return orjson.Fragment(str(v)) if v.is_finite() else str(v)
+    if isinstance(v, datetime.timedelta):
+        return v.total_seconds()
+    raise TypeError(f"Type is not JSON serializable: {type(v).__name__}")
+
+
+def to_json(v: Any) -> bytes:
+    return orjson.dumps(v, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
 def _json_text(values: list[Any]) -> pa.Array:
-    return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+    return pa.array([None if v is None else to_json(v).decode() for v in values], pa.string())
 
 
 def _column(values: list[Any]) -> pa.Array:
@@ -482,6 +502,7 @@ def encode_part(table: pa.Table, fmt: str, first: bool, json_columns: set[str]) 
         with pa.ipc.new_stream(sink, table.schema) as w:
             w.write_table(table)
         return bytes(sink.getvalue())
+    table = _text_safe(table)
     if fmt == "csv":
         import pyarrow.csv as pcsv
 
@@ -495,9 +516,27 @@ def encode_part(table: pa.Table, fmt: str, first: bool, json_columns: set[str]) 
     for row in zip(*columns, strict=True):
         rec = {n: (orjson.Fragment(v) if v is not None and n in json_columns else v)
                for n, v in zip(names, row, strict=True)}
-        out += orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY)
+        out += to_json(rec)
         out += b"\n"
     return bytes(out)
+
+
+def _text_safe(table: pa.Table) -> pa.Table:
+    """Columns a text output writes alike in CSV and JSON Lines: binary as base64 text, a
+    duration in seconds (CSV would write a count of its unit)."""
+    import pyarrow.compute as pc
+
+    for i, (f, col) in enumerate(zip(table.schema, table.columns, strict=True)):
+        t = f.type
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+            col = pa.array([None if v is None else base64.b64encode(v).decode() for v in col.to_pylist()], pa.string())
+        elif pa.types.is_duration(t):
+            per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[t.unit]
+            col = pc.divide(pc.cast(col, pa.int64()).cast(pa.float64()), per_second)
+        else:
+            continue
+        table = table.set_column(i, pa.field(f.name, col.type, metadata=f.metadata), col)
+    return table
 
 
 def _flat_for_csv(table: pa.Table) -> pa.Table:
@@ -524,8 +563,7 @@ def _flat_for_csv(table: pa.Table) -> pa.Table:
                 cols.append(values)
                 names.append(f"{name}_{child.name}")
         elif pa.types.is_nested(t):
-            cols.append(pa.array([None if v is None else orjson.dumps(v).decode() for v in col.to_pylist()],
-                                 pa.string()))
+            cols.append(_json_text(col.to_pylist()))
             names.append(name)
         else:
             cols.append(col)

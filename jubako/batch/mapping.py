@@ -33,14 +33,13 @@ from typing import Any
 
 import numpy as np
 import numpy.ma  # noqa: F401 - pyarrow imports it on the first pa.array(ndarray): ~25 ms in the run otherwise
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from jubako.errors import ConfigError, JubakoError
 from jubako.manifest import ApiSpec, BytesSpec, JSONSpec, TensorSpec, TextSpec
 
-from .formats import EMPTY, Chunk
+from .formats import EMPTY, Chunk, to_json
 from .objects import ObjectField, object_fields, struct_column
 
 TRANSPOSE_BLOCK = 1 << 19  # bytes of the item array written at a time (Adapter._transpose)
@@ -234,7 +233,7 @@ class Adapter:
                 if i in errors:
                     continue
                 try:
-                    segs.append(orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS))
+                    segs.append(to_json(rec))
                     rows.append(i)
                 except TypeError as e:
                     errors[i] = f"cannot encode the row as JSON: {e}"

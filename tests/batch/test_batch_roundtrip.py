@@ -143,3 +143,38 @@ def test_csv_numeric_columns_and_existing_output(tmp_path: Path, onnx_bento: str
     run(Options(bento=onnx_bento, input=str(src), output=str(out), columns=cols, overwrite=True,
                 keep_all=True, output_column="p", progress=False))
     assert pq.read_table(out).column_names == ["id", *cols, "p"]
+
+
+def test_kept_parquet_columns_of_every_type_reach_text_outputs(tmp_path: Path, onnx_bento: str) -> None:
+    """Kept columns that JSON and CSV have no type for (bytes, decimals, durations, maps)
+    used to fail the whole run when written ("Type is not JSON serializable",
+    "Invalid UTF8 payload"); they are written as documented (docs/batch.md, Formats)."""
+    import datetime
+    import decimal
+
+    n = 70
+    table = feature_table(features(n)).drop_columns(["id"])
+    kept = {
+        "blob": pa.array([b"\x00\xff" * 2] * n),
+        "dec": pa.array([decimal.Decimal("1.25")] * n),
+        "ts": pa.array([datetime.datetime(2026, 1, 1, 12)] * n),
+        "dur": pa.array([datetime.timedelta(milliseconds=1500)] * n, pa.duration("ms")),
+        "m": pa.array([[("a", 1)]] * n, pa.map_(pa.string(), pa.int64())),
+    }
+    for name, col in kept.items():
+        table = table.append_column(name, col)
+    src = tmp_path / "in.parquet"
+    pq.write_table(table, src)
+    for fmt in ("jsonl", "csv", "parquet"):
+        out = tmp_path / f"out.{fmt}"
+        summary = run(Options(bento=onnx_bento, api="predict", input=str(src), output=str(out),
+                              keep_columns=list(kept), progress=False))
+        assert (summary.rows, summary.failed) == (n, 0)
+    row = orjson.loads((tmp_path / "out.jsonl").read_bytes().splitlines()[-1])
+    assert {k: row[k] for k in kept} == {"blob": "AP8A/w==", "dec": 1.25, "ts": "2026-01-01T12:00:00", "dur": 1.5,
+                                         "m": [["a", 1]]}
+    csv = pcsv.read_csv(tmp_path / "out.csv", convert_options=pcsv.ConvertOptions(
+        column_types={k: pa.string() for k in kept})).to_pylist()[-1]
+    assert {k: csv[k] for k in kept} == {"blob": "AP8A/w==", "dec": "1.25", "ts": "2026-01-01 12:00:00.000000",
+                                         "dur": "1.5", "m": '[["a",1]]'}
+    assert pq.read_table(tmp_path / "out.parquet").select(list(kept)).equals(table.select(list(kept)))
