@@ -289,6 +289,8 @@ class CsvReader(Reader):
                 return
             if not header.endswith(b"\n"):
                 header += b"\n"
+            if not _utf8(pa.py_buffer(header)):
+                raise JubakoError(f"{self.url}: the first line (the header) is not UTF-8 text")
             names = pcsv.read_csv(io.BytesIO(header)).column_names if header.strip() else []
             if not names:
                 raise JubakoError(f"{self.url}: the first line (the header) names no columns")
@@ -318,30 +320,64 @@ class CsvReader(Reader):
                     sink.write(b"\n")
                     ends[-1] += 1
                 buf = sink.getvalue()
-                bad: list[str] = []
-
-                def on_invalid(row: Any, bad: list[str] = bad) -> str:
-                    bad.append(row.text)
-                    return "skip"
-
-                table = pcsv.read_csv(
-                    pa.BufferReader(buf),
-                    read_options=pcsv.ReadOptions(use_threads=False, block_size=max(1 << 20, len(buf) + 1)),
-                    parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
-                    convert_options=convert,
-                )
-                errors: dict[int, str] = {}
-                if bad or table.num_rows != len(ends):  # blank lines are skipped by pyarrow
-                    starts = [len(header), *ends[:-1]]
-                    lines = [buf.slice(a, b - a).to_pybytes() for a, b in zip(starts, ends, strict=True)]
-                    if bad:
-                        table, errors = self._reinsert(lines, table, bad, len(names))
-                    if table.num_rows != len(lines):
-                        table, errors = self._align(lines, table, errors)
+                # pyarrow refuses a whole chunk for one record that is not UTF-8 text
+                parse = self._parse if _utf8(buf) else self._without_bad_text
+                table, errors = parse(buf, header, ends, convert, len(names))
                 del buf, sink
                 yield Chunk(index, index * self.chunk_rows, table, None, None, errors, counter.count)
                 if claim is not None:
                     want = claim()
+
+    @classmethod
+    def _parse(cls, buf: pa.Buffer, header: bytes, ends: list[int], convert: Any,
+               ncols: int) -> tuple[pa.Table, dict[int, str]]:
+        """A chunk's records (``buf``: the header, then the records ending at ``ends``) as
+        a table of one row per record, and the records that are bad rows."""
+        import pyarrow.csv as pcsv
+
+        bad: list[str] = []
+
+        def on_invalid(row: Any) -> str:
+            bad.append(row.text)
+            return "skip"
+
+        table = pcsv.read_csv(
+            pa.BufferReader(buf),
+            read_options=pcsv.ReadOptions(use_threads=False, block_size=max(1 << 20, len(buf) + 1)),
+            parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
+            convert_options=convert,
+        )
+        errors: dict[int, str] = {}
+        if bad or table.num_rows != len(ends):  # blank lines are skipped by pyarrow
+            starts = [len(header), *ends[:-1]]
+            lines = [buf.slice(a, b - a).to_pybytes() for a, b in zip(starts, ends, strict=True)]
+            if bad:
+                table, errors = cls._reinsert(lines, table, bad, ncols)
+            if table.num_rows != len(lines):
+                table, errors = cls._align(lines, table, errors)
+        return table, errors
+
+    @classmethod
+    def _without_bad_text(cls, buf: pa.Buffer, header: bytes, ends: list[int], convert: Any,
+                          ncols: int) -> tuple[pa.Table, dict[int, str]]:
+        """The chunk parsed without its records that are not UTF-8 text (pyarrow refuses the
+        whole chunk for one), each of those a bad row."""
+        starts = [len(header), *ends[:-1]]
+        lines = [buf.slice(a, b - a).to_pybytes() for a, b in zip(starts, ends, strict=True)]
+        text_errors: dict[int, str] = {}
+        good: list[int] = []
+        for i, line in enumerate(lines):
+            try:
+                line.decode()
+                good.append(i)
+            except UnicodeDecodeError as e:
+                text_errors[i] = f"not UTF-8 text (byte {e.start + 1} of the line)"
+        kept = [lines[i] for i in good]
+        good_ends = list(itertools.accumulate((len(line) for line in kept), initial=len(header)))[1:]
+        table, errors = cls._parse(pa.py_buffer(header + b"".join(kept)), header, good_ends, convert, ncols)
+        at = {i: k for k, i in enumerate(good)}
+        table = _take(table, [at.get(i) for i in range(len(lines))])
+        return table, {**text_errors, **{good[k]: msg for k, msg in errors.items()}}
 
     @staticmethod
     def _reinsert(lines: list[bytes], table: pa.Table, bad: list[str], ncols: int) -> tuple[pa.Table, dict[int, str]]:
@@ -376,6 +412,14 @@ class CsvReader(Reader):
                 keep.append(j)
                 j += 1
         return _take(table, keep), errors
+
+
+def _utf8(buf: pa.Buffer) -> bool:
+    try:
+        pa.StringArray.from_buffers(1, pa.array([0, len(buf)], pa.int32()).buffers()[1], buf).validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
 
 
 def _take(table: pa.Table, rows: list[int | None]) -> pa.Table:

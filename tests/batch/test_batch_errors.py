@@ -136,3 +136,30 @@ def test_kept_jsonl_keys_whose_types_change_between_chunks(tmp_path: Path, onnx_
     lines = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["info"] for r in lines] == [r["info"] for r in rows]
     assert [r["mixed"] for r in lines] == [r["mixed"] for r in rows]
+
+
+def test_csv_records_that_are_not_utf8_fail_alone(tmp_path: Path, onnx_bento: str) -> None:
+    """pyarrow refuses a whole chunk for one record that is not UTF-8 (the run used to stop
+    with "CSV conversion error to string: invalid UTF8 data"); such a record is a bad row,
+    also when its field count is wrong too. A header that is not UTF-8 stops the run."""
+    header = ",".join(f"f{i}" for i in range(16)) + ",name\n"
+    good = ",".join(["0.5"] * 16)
+    records = [f"{good},row{i}\n".encode() for i in range(30)]
+    records[3] = f"{good},caf".encode() + b"\xe9\n"  # Latin-1
+    records[7] = b"0.5,\xff\n"  # not UTF-8, and 2 fields
+    records[8] = b"1,2,3\n"  # 3 fields
+    src = tmp_path / "in.csv"
+    src.write_bytes(header.encode() + b"".join(records))
+    out = tmp_path / "out.csv"
+    proc = run_cli(onnx_bento, "--input", str(src), "--output", str(out), "--keep-columns", "name",
+                   "--chunk-rows", "10", check_codes=(2,))
+    assert "27 ok, 3 failed" in proc.stderr
+    errors = [orjson.loads(line) for line in (tmp_path / "out.csv.errors.jsonl").read_text().splitlines()]
+    assert errors == [{"row": 4, "error": "not UTF-8 text (byte 68 of the line)"},
+                      {"row": 8, "error": "not UTF-8 text (byte 5 of the line)"},
+                      {"row": 9, "error": "expected 17 fields, got 3"}]
+    names = [v or None for v in read_output(out).column("name").to_pylist()]  # CSV: null is empty
+    assert names == [None if i in (3, 7, 8) else f"row{i}" for i in range(30)]
+    src.write_bytes(b"f\xff0,f1\n" + records[0])
+    proc = run_cli(onnx_bento, "--input", str(src), "--output", str(tmp_path / "other.csv"), check_codes=(1,))
+    assert "the first line (the header) is not UTF-8 text" in proc.stderr
