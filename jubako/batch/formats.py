@@ -77,6 +77,12 @@ class Reader:
     chunk_rows: int
     columns: list[str]
     only: list[str] | None = None  # the columns to keep in later chunks (None: all); see Adapter.needed
+    kept: set[str] | None = None  # the columns the output carries (None: not known yet); see Adapter.narrow
+
+    def adopt(self, first: Reader) -> None:
+        """What ``first``, which read the file's first chunk, learnt of the whole file (a
+        shard's reader may never read that chunk)."""
+        self.columns = list(first.columns)
 
     def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[Chunk]:
         """Every chunk in order; with ``claim``, only the chunks it names: it is asked for
@@ -172,16 +178,27 @@ class JsonlReader(Reader):
         self.columns = []
         self.types: dict[str, pa.DataType | None] = {}  # None: the column is JSON text
 
+    def adopt(self, first: Reader) -> None:
+        super().adopt(first)
+        assert isinstance(first, JsonlReader)
+        self.types = dict(first.types)
+
     def _typed(self, name: str, values: list[Any], errors: dict[int, str]) -> pa.Array:
-        """A column of one chunk, of the type its first chunk gave it: every part of the
-        output then has the same columns (a Parquet output's parts must). Where the first
-        chunk's values are of mixed types, all null, or objects (whose keys vary from row to
-        row), the column is their JSON text, and is written back as JSON in a JSON Lines
-        output. A later value that its column's type cannot hold fails its row."""
+        """A column of one chunk. A column the output carries has the type the file's
+        first chunk gave it: every part of the output then has the same columns (a Parquet
+        output's parts must). Where the first chunk's values are of mixed types, all null,
+        or objects (whose keys vary from row to row), that is their JSON text, written back
+        as JSON in a JSON Lines output. A later value that its column's type cannot hold
+        fails its row. Other columns (features) take each chunk's own type: one odd value
+        early in the file does not send every later chunk down the row-by-row path."""
         if name not in self.types:
-            kind = _column(values).type
-            mixed = pa.types.is_string(kind) and not all(isinstance(v, str) for v in values if v is not None)
-            self.types[name] = None if pa.types.is_null(kind) or _has_struct(kind) or mixed else kind
+            arr = _column(values)
+            mixed = pa.types.is_string(arr.type) and not all(isinstance(v, str) for v in values if v is not None)
+            self.types[name] = None if pa.types.is_null(arr.type) or _has_struct(arr.type) or mixed else arr.type
+            if self.kept is not None and name not in self.kept:
+                return arr
+        elif self.kept is not None and name not in self.kept:
+            return _column(values)
         kind = self.types[name]
         if kind is None:
             return _json_text(values)
@@ -199,6 +216,9 @@ class JsonlReader(Reader):
                 errors.setdefault(i, f"{name}: {orjson.dumps(v).decode()[:40]} does not fit the column's type"
                                      f" ({kind}, from the file's first rows)")
         return pa.array(fitting, kind)
+
+    def _json_text(self, name: str) -> bool:
+        return self.types[name] is None and (self.kept is None or name in self.kept)
 
     def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[Chunk]:
         stream, counter = storage.open_stream(self.url)
@@ -233,7 +253,7 @@ class JsonlReader(Reader):
                 if index < want:  # parsed only for its columns (the first chunks had none)
                     continue
                 table = pa.table(list(cols.values()), schema=pa.schema(
-                    [pa.field(c, a.type, metadata=None if self.types[c] else JSON_TEXT) for c, a in cols.items()])
+                    [pa.field(c, a.type, metadata=JSON_TEXT if self._json_text(c) else None) for c, a in cols.items()])
                 ) if cols else pa.table({EMPTY: pa.nulls(len(records))})
                 yield Chunk(index, index * self.chunk_rows, table, raw, records, errors, counter.count)
                 if claim is not None:

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from jubako.errors import ConfigError, JubakoError
 from jubako.manifest import ApiSpec, BytesSpec, JSONSpec, TensorSpec, TextSpec
 
-from .formats import EMPTY, Chunk, to_json
+from .formats import EMPTY, Chunk, Reader, to_json
 from .objects import ObjectField, object_fields, struct_column
 
 TRANSPOSE_BLOCK = 1 << 19  # bytes of the item array written at a time (Adapter._transpose)
@@ -190,6 +190,11 @@ class Adapter:
         if self.output_column in self.keep:
             raise ConfigError(f"the result column {self.output_column!r} is also an input column that is kept;"
                               " choose another name with --output-column")
+
+    def narrow(self, reader: Reader) -> None:
+        """Tell ``reader``, once set up, which columns the run reads and which the output carries."""
+        reader.only = self.needed()
+        reader.kept = set(self.keep)
 
     def needed(self) -> list[str] | None:
         """The input columns the run uses; None: all of them, or not known yet (before

@@ -170,7 +170,7 @@ def run(opts: Options) -> Summary:
                             key=lambda n: _index(n) or 0)
         for n in data_parts:
             out.add_part(parts, n)
-        reader.only = adapter.needed()
+        reader.only = adapter.needed()  # before the set-up: --columns and --keep-columns, if given
         job = _Job(opts, spec.name, spec.batchable, max_batch, inflight, adapter, reader, parts, out_fmt, done,
                    str(bundle.path), executor, python, out, in_fmt)
         if executor == "sharded":
@@ -438,7 +438,7 @@ def _prepared(job: _Job) -> Iterator[tuple[formats.Chunk, Items | None]]:
     for chunk in job.reader.chunks():
         if first:
             job.adapter.setup(job.reader.columns, chunk)
-            job.reader.only = job.adapter.needed()
+            job.adapter.narrow(job.reader)
             first = False
         yield chunk, job.adapter.items(chunk) if chunk.index >= job.done else None
 

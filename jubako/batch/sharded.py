@@ -279,8 +279,8 @@ def _setup(job: _Job) -> bool:
     if first is None:
         return False
     job.adapter.setup(first_reader.columns, first)
-    job.reader.columns = list(first_reader.columns)  # JSON Lines: the first chunk's keys
-    job.reader.only = job.adapter.needed()
+    job.reader.adopt(first_reader)  # JSON Lines: the first chunk's keys and types
+    job.adapter.narrow(job.reader)
     return True
 
 

@@ -163,3 +163,22 @@ def test_csv_records_that_are_not_utf8_fail_alone(tmp_path: Path, onnx_bento: st
     src.write_bytes(b"f\xff0,f1\n" + records[0])
     proc = run_cli(onnx_bento, "--input", str(src), "--output", str(tmp_path / "other.csv"), check_codes=(1,))
     assert "the first line (the header) is not UTF-8 text" in proc.stderr
+
+
+def test_kept_jsonl_types_are_the_first_chunks_in_every_shard(tmp_path: Path, onnx_bento: str) -> None:
+    """A shard that never scores the first chunk types the kept keys as that chunk does, so
+    that the parts the shards commit fit together (and the bytes equal the workers')."""
+    rows = [{"x": [0.1] * 16, "tag": [i], "note": i} for i in range(60)]
+    rows[0]["tag"] = "first"  # chunk 0 mixed: JSON text for the whole file, lists after it
+    rows[1]["note"] = None
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    outs = {}
+    for executor in ("sharded", "workers", "inprocess"):
+        out = outs[executor] = tmp_path / f"{executor}.parquet"
+        run_cli(onnx_bento, "--input", str(src), "--output", str(out), "--columns", "x", "--keep-columns", "tag,note",
+                "--chunk-rows", "5", "--executor", executor, "--workers", "2")
+    assert outs["sharded"].read_bytes() == outs["workers"].read_bytes() == outs["inprocess"].read_bytes()
+    table = read_output(outs["sharded"])
+    assert table.column("tag").to_pylist() == ['"first"', *(f"[{i}]" for i in range(1, 60))]
+    assert table.column("note").to_pylist() == [0, None, *range(2, 60)]
