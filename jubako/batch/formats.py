@@ -21,6 +21,7 @@ import datetime
 import decimal
 import io
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -274,19 +275,67 @@ def _jsonl_columns(records: list[Any], errors: dict[int, str]) -> list[str]:
     return [VALUE] if values > objects else list(seen)
 
 
-def _csv_records(stream: Any) -> Iterator[bytes]:
-    """Whole CSV records (a quoted value may hold line breaks), line endings kept."""
-    pending = b""
-    for line in stream:
-        if pending:
-            line = pending + line
-        if line.count(b'"') % 2:
-            pending = line
+# A CSV line whose quoted values are all closed, as pyarrow reads quotes: a value that
+# starts with a quote is quoted up to the next lone quote ("" is a quote inside it), and
+# what follows the closing quote is part of the value; a quote inside an unquoted value
+# is a character. _CONTINUED: the rest of a record after a line break inside a quoted value.
+_FIELD = rb'(?:"(?:[^"]|"")*+"[^,\r\n]*+|[^,"\r\n][^,\r\n]*+|)'
+_CLOSED = re.compile(rb"%s(?:,%s)*+\r?\n?" % (_FIELD, _FIELD))
+_CONTINUED = re.compile(rb'(?:[^"]|"")*+"[^,\r\n]*+(?:,%s)*+\r?\n?' % _FIELD)
+MAX_CSV_RECORD = 16 << 20  # a quoted value left open ends here (else it would take the rest of the file)
+
+
+@dataclass
+class BadRecord:
+    """A CSV line that starts a quoted value never closed: a bad row, not parsed."""
+
+    line: bytes
+    error: str
+
+
+def _csv_records(stream: Any, limit: int = MAX_CSV_RECORD) -> Iterator[bytes | BadRecord]:
+    """Whole CSV records (a quoted value may hold line breaks), line endings kept. A quoted
+    value still open at the end of the file, or after ``limit`` bytes, makes its first line
+    a bad record, and the lines after it are read again as records: no row is swallowed."""
+    lines = _Pushback(stream)
+    for line in lines:
+        # an even number of quotes: closed, as quoted values are (the regular expression
+        # costs ~2 us per line of a quoted CSV, 7x the count); an odd number: a quote in an
+        # unquoted value, or one left open
+        if not line.count(b'"') % 2 or _CLOSED.fullmatch(line):
+            yield line
             continue
-        pending = b""
-        yield line
-    if pending:
-        yield pending
+        pending, size = [line], len(line)
+        for more in lines:
+            pending.append(more)
+            size += len(more)
+            if b'"' in more and _CONTINUED.fullmatch(more):
+                yield b"".join(pending)
+                break
+            if size > limit:
+                yield BadRecord(line, f"a quoted value opened on this line is not closed within {limit >> 20} MiB")
+                lines.push(pending[1:])
+                break
+        else:
+            yield BadRecord(line, "a quoted value opened on this line is not closed by the end of the file")
+            lines.push(pending[1:])
+
+
+class _Pushback:
+    """An iterator of lines that can be handed lines back, to read them again."""
+
+    def __init__(self, it: Any):
+        self.it = iter(it)
+        self.back: list[bytes] = []  # reversed: pop() gives the next
+
+    def push(self, lines: list[bytes]) -> None:
+        self.back.extend(reversed(lines))
+
+    def __iter__(self) -> _Pushback:
+        return self
+
+    def __next__(self) -> bytes:
+        return self.back.pop() if self.back else next(self.it)
 
 
 class CsvReader(Reader):
@@ -307,6 +356,8 @@ class CsvReader(Reader):
             header = next(records, None)
             if header is None:
                 return
+            if isinstance(header, BadRecord):
+                raise JubakoError(f"{self.url}: the first line (the header): {header.error}")
             if not header.endswith(b"\n"):
                 header += b"\n"
             if not _utf8(pa.py_buffer(header)):
@@ -330,7 +381,11 @@ class CsvReader(Reader):
                 sink.write(header)
                 ends: list[int] = []
                 last = b""
+                forced: dict[int, str] = {}
                 for record in itertools.islice(records, self.chunk_rows):
+                    if isinstance(record, BadRecord):  # a blank line in its place: no row parsed
+                        forced[len(ends)] = record.error
+                        record = b"\n"
                     sink.write(record)
                     ends.append(sink.tell())
                     last = record
@@ -343,6 +398,7 @@ class CsvReader(Reader):
                 # pyarrow refuses a whole chunk for one record that is not UTF-8 text
                 parse = self._parse if _utf8(buf) else self._without_bad_text
                 table, errors = parse(buf, header, ends, convert, len(names))
+                errors.update(forced)
                 del buf, sink
                 yield Chunk(index, index * self.chunk_rows, table, None, None, errors, counter.count)
                 if claim is not None:

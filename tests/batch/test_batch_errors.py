@@ -182,3 +182,41 @@ def test_kept_jsonl_types_are_the_first_chunks_in_every_shard(tmp_path: Path, on
     table = read_output(outs["sharded"])
     assert table.column("tag").to_pylist() == ['"first"', *(f"[{i}]" for i in range(1, 60))]
     assert table.column("note").to_pylist() == [0, None, *range(2, 60)]
+
+
+def test_csv_records_split_as_pyarrow_reads_quotes() -> None:
+    """A quote inside an unquoted value is a character (it used to open a quoted value that
+    took every later line); a quoted value may span lines; one never closed makes its line a
+    bad record and the lines after it are read again."""
+    from jubako.batch.formats import BadRecord, _csv_records
+
+    lines = [b'1,he said "hi\n', b'2,"multi\n', b'line, with ""quotes"""\n', b'3,"closed"tail\n',
+             b'4,"open\n', b"5,x\n", b"6,y"]
+    assert list(_csv_records(lines)) == [
+        b'1,he said "hi\n', b'2,"multi\nline, with ""quotes"""\n', b'3,"closed"tail\n',
+        BadRecord(b'4,"open\n', "a quoted value opened on this line is not closed by the end of the file"),
+        b"5,x\n", b"6,y"]
+    # within the bound, a quoted value takes the lines it spans; past it, they are read again
+    long = [b'1,"' + b"a" * 600 + b"\n", *([b"b" * 600 + b"\n"] * 3), b'end"\n', b"2,z\n"]
+    assert list(_csv_records(long, limit=4096)) == [b"".join(long[:5]), b"2,z\n"]
+    got = list(_csv_records(long, limit=1024))
+    assert got[0] == BadRecord(long[0], "a quoted value opened on this line is not closed within 0 MiB")
+    assert got[1:] == [*long[1:4], b'end"\n', b"2,z\n"]
+
+
+def test_a_csv_quote_left_open_fails_its_row_alone(tmp_path: Path, onnx_bento: str) -> None:
+    header = ",".join(f"f{i}" for i in range(16)) + ",name\n"
+    good = ",".join(["0.5"] * 16)
+    rows = [f"{good},row{i}\n" for i in range(40)]
+    rows[2] = f'{good},he said "hi\n'  # a quote inside an unquoted value
+    rows[33] = f'{good},"never closed\n'
+    src = tmp_path / "in.csv"
+    src.write_text(header + "".join(rows))
+    out = tmp_path / "out.csv"
+    proc = run_cli(onnx_bento, "--input", str(src), "--output", str(out), "--keep-columns", "name",
+                   "--chunk-rows", "10", check_codes=(2,))
+    assert "40 rows (39 ok, 1 failed)" in proc.stderr
+    errors = [orjson.loads(line) for line in (tmp_path / "out.csv.errors.jsonl").read_text().splitlines()]
+    assert errors == [{"row": 34, "error": "a quoted value opened on this line is not closed by the end of the file"}]
+    names = [v or None for v in read_output(out).column("name").to_pylist()]
+    assert names == ['he said "hi' if i == 2 else None if i == 33 else f"row{i}" for i in range(40)]
