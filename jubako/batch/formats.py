@@ -225,24 +225,29 @@ class JsonlReader(Reader):
         stream, counter = storage.open_stream(self.url)
         want = claim() if claim is not None else 0
         with stream:
+            lines_in = _bounded_lines(stream)
             for index in itertools.count():
                 if index < want and self.columns:  # another shard's chunk: count its lines
-                    if _skip(stream, self.chunk_rows) < self.chunk_rows:
+                    if _skip(lines_in, self.chunk_rows) < self.chunk_rows:
                         return
                     continue
-                lines = list(itertools.islice(stream, self.chunk_rows))
+                lines = list(itertools.islice(lines_in, self.chunk_rows))
                 if not lines:
                     return
                 raw: list[bytes] = []
                 records: list[Any] = []
                 errors: dict[int, str] = {}
                 for i, line in enumerate(lines):
-                    line = line.rstrip(b"\r\n")
-                    try:
-                        rec = orjson.loads(line)
-                    except orjson.JSONDecodeError as e:
-                        errors[i] = "empty line" if not line.strip() else f"not valid JSON: {e}"
-                        rec = None
+                    rec = None
+                    if isinstance(line, BadRecord):  # too long to read
+                        errors[i] = line.error
+                        line = line.line
+                    else:
+                        line = line.rstrip(b"\r\n")
+                        try:
+                            rec = orjson.loads(line)
+                        except orjson.JSONDecodeError as e:
+                            errors[i] = "empty line" if not line.strip() else f"not valid JSON: {e}"
                     raw.append(line)
                     records.append(rec)
                 if not self.columns:
@@ -282,23 +287,43 @@ def _jsonl_columns(records: list[Any], errors: dict[int, str]) -> list[str]:
 _FIELD = rb'(?:"(?:[^"]|"")*+"[^,\r\n]*+|[^,"\r\n][^,\r\n]*+|)'
 _CLOSED = re.compile(rb"%s(?:,%s)*+\r?\n?" % (_FIELD, _FIELD))
 _CONTINUED = re.compile(rb'(?:[^"]|"")*+"[^,\r\n]*+(?:,%s)*+\r?\n?' % _FIELD)
-MAX_CSV_RECORD = 16 << 20  # a quoted value left open ends here (else it would take the rest of the file)
+# the longest line (JSON Lines) or record (CSV) read: a file without line breaks, or a quoted
+# value left open, would be held whole in memory
+MAX_RECORD = 64 << 20
 
 
 @dataclass
 class BadRecord:
-    """A CSV line that starts a quoted value never closed: a bad row, not parsed."""
+    """A line too long to read, or a CSV line that starts a quoted value never closed: a
+    bad row, not parsed."""
 
     line: bytes
     error: str
 
 
-def _csv_records(stream: Any, limit: int = MAX_CSV_RECORD) -> Iterator[bytes | BadRecord]:
+def _bounded_lines(stream: Any, limit: int | None = None) -> Iterator[bytes | BadRecord]:
+    """The stream's lines, line endings kept; a line longer than ``limit`` (MAX_RECORD) is
+    skipped (read in pieces, never held) and given as a bad record."""
+    limit = limit or MAX_RECORD
+    while line := stream.readline(limit + 1):
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (more := stream.readline(limit)) and not more.endswith(b"\n"):
+                pass
+            yield BadRecord(b"", f"the line is longer than {limit >> 20} MiB")
+        else:
+            yield line
+
+
+def _csv_records(stream: Any, limit: int | None = None) -> Iterator[bytes | BadRecord]:
     """Whole CSV records (a quoted value may hold line breaks), line endings kept. A quoted
     value still open at the end of the file, or after ``limit`` bytes, makes its first line
     a bad record, and the lines after it are read again as records: no row is swallowed."""
+    limit = limit or MAX_RECORD
     lines = _Pushback(stream)
     for line in lines:
+        if isinstance(line, BadRecord):
+            yield line
+            continue
         # an even number of quotes: closed, as quoted values are (the regular expression
         # costs ~2 us per line of a quoted CSV, 7x the count); an odd number: a quote in an
         # unquoted value, or one left open
@@ -308,6 +333,10 @@ def _csv_records(stream: Any, limit: int = MAX_CSV_RECORD) -> Iterator[bytes | B
         pending, size = [line], len(line)
         for more in lines:
             pending.append(more)
+            if isinstance(more, BadRecord):  # a line too long inside the value: read again after
+                yield BadRecord(line, f"a quoted value opened on this line is not closed within {limit >> 20} MiB")
+                lines.push(pending[1:])
+                break
             size += len(more)
             if b'"' in more and _CONTINUED.fullmatch(more):
                 yield b"".join(pending)
@@ -352,7 +381,7 @@ class CsvReader(Reader):
         stream, counter = storage.open_stream(self.url)
         want = claim() if claim is not None else 0
         with stream:
-            records = _csv_records(stream)
+            records = _csv_records(_bounded_lines(stream))
             header = next(records, None)
             if header is None:
                 return

@@ -220,3 +220,33 @@ def test_a_csv_quote_left_open_fails_its_row_alone(tmp_path: Path, onnx_bento: s
     assert errors == [{"row": 34, "error": "a quoted value opened on this line is not closed by the end of the file"}]
     names = [v or None for v in read_output(out).column("name").to_pylist()]
     assert names == ['he said "hi' if i == 2 else None if i == 33 else f"row{i}" for i in range(40)]
+
+
+def test_lines_longer_than_the_bound_are_bad_rows_never_held(tmp_path: Path, onnx_bento: str,
+                                                             monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A file without line breaks (or one huge line) was read whole into memory; a line past
+    MAX_RECORD is read past in pieces and fails its row alone, in JSON Lines and CSV."""
+    import io
+
+    from jubako.batch import Options, formats, run
+
+    stream = io.BufferedReader(io.BytesIO(b"a\n" + b"x" * 5000 + b"\nb\n" + b"y" * 5000), 1024)
+    assert list(formats._bounded_lines(stream, 1000)) == [
+        b"a\n", formats.BadRecord(b"", "the line is longer than 0 MiB"), b"b\n",
+        formats.BadRecord(b"", "the line is longer than 0 MiB")]
+    monkeypatch.setattr(formats, "MAX_RECORD", 4 << 20)
+    row = [0.5] * 16
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join([orjson.dumps(row) + b"\n", orjson.dumps(["x" * (5 << 20)]) + b"\n",
+                              orjson.dumps(row) + b"\n"]))
+    csv = tmp_path / "in.csv"
+    header = ",".join(f"f{i}" for i in range(16)) + ",note\n"
+    good = ",".join(["0.5"] * 16)
+    csv.write_text(header + f"{good},a\n{good},{'z' * (5 << 20)}\n{good},b\n")
+    for path in (src, csv):
+        out = tmp_path / f"out-{path.suffix[1:]}.jsonl"
+        summary = run(Options(bento=onnx_bento, api="predict", input=str(path), output=str(out),
+                              executor="inprocess", progress=False))
+        assert (summary.rows, summary.failed) == (3, 1)
+        errors = [orjson.loads(line) for line in Path(f"{out}.errors.jsonl").read_text().splitlines()]
+        assert errors == [{"row": 2, "error": "the line is longer than 4 MiB"}]
