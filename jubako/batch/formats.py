@@ -306,12 +306,14 @@ def _bounded_lines(stream: Any, limit: int | None = None) -> Iterator[bytes | Ba
     skipped (read in pieces, never held) and given as a bad record."""
     limit = limit or MAX_RECORD
     while line := stream.readline(limit + 1):
-        if len(line) > limit and not line.endswith(b"\n"):
-            while (more := stream.readline(limit)) and not more.endswith(b"\n"):
-                pass
-            yield BadRecord(b"", f"the line is longer than {limit >> 20} MiB")
-        else:
-            yield line
+        yield _past(stream, limit) if len(line) > limit and not line.endswith(b"\n") else line
+
+
+def _past(stream: Any, limit: int) -> BadRecord:
+    """The rest of a line longer than ``limit`` read past; the line as a bad record."""
+    while (more := stream.readline(limit)) and not more.endswith(b"\n"):
+        pass
+    return BadRecord(b"", f"the line is longer than {limit >> 20} MiB")
 
 
 def _csv_records(stream: Any, limit: int | None = None) -> Iterator[bytes | BadRecord]:
@@ -319,10 +321,21 @@ def _csv_records(stream: Any, limit: int | None = None) -> Iterator[bytes | BadR
     value still open at the end of the file, or after ``limit`` bytes, makes its first line
     a bad record, and the lines after it are read again as records: no row is swallowed."""
     limit = limit or MAX_RECORD
-    lines = _Pushback(stream)
-    for line in lines:
-        if isinstance(line, BadRecord):
-            yield line
+    readline, cap = stream.readline, limit + 1
+    back: list[bytes | BadRecord] = []  # lines to read again, last first
+
+    def next_line() -> bytes | BadRecord | None:
+        if back:
+            return back.pop()
+        line = readline(cap)
+        return None if not line else _past(stream, limit) if len(line) > limit and not line.endswith(b"\n") else line
+
+    while True:  # next_line() inlined: this loop runs once a line
+        line = back.pop() if back else readline(cap)
+        if not line:
+            return
+        if line.__class__ is BadRecord or (len(line) > limit and not line.endswith(b"\n")):
+            yield line if line.__class__ is BadRecord else _past(stream, limit)
             continue
         # an even number of quotes: closed, as quoted values are (the regular expression
         # costs ~2 us per line of a quoted CSV, 7x the count); an odd number: a quote in an
@@ -331,40 +344,22 @@ def _csv_records(stream: Any, limit: int | None = None) -> Iterator[bytes | BadR
             yield line
             continue
         pending, size = [line], len(line)
-        for more in lines:
+        while (more := next_line()) is not None:
             pending.append(more)
             if isinstance(more, BadRecord):  # a line too long inside the value: read again after
-                yield BadRecord(line, f"a quoted value opened on this line is not closed within {limit >> 20} MiB")
-                lines.push(pending[1:])
-                break
-            size += len(more)
-            if b'"' in more and _CONTINUED.fullmatch(more):
-                yield b"".join(pending)
-                break
+                size = limit + 1
+            else:
+                size += len(more)
+                if b'"' in more and _CONTINUED.fullmatch(more):
+                    yield b"".join(pending)
+                    break
             if size > limit:
                 yield BadRecord(line, f"a quoted value opened on this line is not closed within {limit >> 20} MiB")
-                lines.push(pending[1:])
+                back.extend(reversed(pending[1:]))
                 break
         else:
             yield BadRecord(line, "a quoted value opened on this line is not closed by the end of the file")
-            lines.push(pending[1:])
-
-
-class _Pushback:
-    """An iterator of lines that can be handed lines back, to read them again."""
-
-    def __init__(self, it: Any):
-        self.it = iter(it)
-        self.back: list[bytes] = []  # reversed: pop() gives the next
-
-    def push(self, lines: list[bytes]) -> None:
-        self.back.extend(reversed(lines))
-
-    def __iter__(self) -> _Pushback:
-        return self
-
-    def __next__(self) -> bytes:
-        return self.back.pop() if self.back else next(self.it)
+            back.extend(reversed(pending[1:]))
 
 
 class CsvReader(Reader):
@@ -381,7 +376,7 @@ class CsvReader(Reader):
         stream, counter = storage.open_stream(self.url)
         want = claim() if claim is not None else 0
         with stream:
-            records = _csv_records(_bounded_lines(stream))
+            records = _csv_records(stream)
             header = next(records, None)
             if header is None:
                 return

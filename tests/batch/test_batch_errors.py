@@ -188,18 +188,20 @@ def test_csv_records_split_as_pyarrow_reads_quotes() -> None:
     """A quote inside an unquoted value is a character (it used to open a quoted value that
     took every later line); a quoted value may span lines; one never closed makes its line a
     bad record and the lines after it are read again."""
+    import io
+
     from jubako.batch.formats import BadRecord, _csv_records
 
     lines = [b'1,he said "hi\n', b'2,"multi\n', b'line, with ""quotes"""\n', b'3,"closed"tail\n',
              b'4,"open\n', b"5,x\n", b"6,y"]
-    assert list(_csv_records(lines)) == [
+    assert list(_csv_records(io.BytesIO(b"".join(lines)))) == [
         b'1,he said "hi\n', b'2,"multi\nline, with ""quotes"""\n', b'3,"closed"tail\n',
         BadRecord(b'4,"open\n', "a quoted value opened on this line is not closed by the end of the file"),
         b"5,x\n", b"6,y"]
     # within the bound, a quoted value takes the lines it spans; past it, they are read again
     long = [b'1,"' + b"a" * 600 + b"\n", *([b"b" * 600 + b"\n"] * 3), b'end"\n', b"2,z\n"]
-    assert list(_csv_records(long, limit=4096)) == [b"".join(long[:5]), b"2,z\n"]
-    got = list(_csv_records(long, limit=1024))
+    assert list(_csv_records(io.BytesIO(b"".join(long)), limit=4096)) == [b"".join(long[:5]), b"2,z\n"]
+    got = list(_csv_records(io.BytesIO(b"".join(long)), limit=1024))
     assert got[0] == BadRecord(long[0], "a quoted value opened on this line is not closed within 0 MiB")
     assert got[1:] == [*long[1:4], b'end"\n', b"2,z\n"]
 
