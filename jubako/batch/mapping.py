@@ -27,6 +27,7 @@ row ``n``.
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,6 +140,11 @@ class Adapter:
     def setup(self, columns: list[str], first: Chunk) -> None:
         table = first.table
         names = [c for c in columns if c != EMPTY]
+        used = {*(self.explicit or names), *(self.keep_opt or ()), *(names if self.keep_all else ())}
+        clash = sorted(c for c, n in collections.Counter(names).items() if n > 1 and c in used)
+        if clash:
+            raise ConfigError(f"the input has more than one column named {clash[0]!r}; choose the columns to"
+                              " use with --columns and --keep-columns (other names)")
         if self.explicit:
             missing = [c for c in self.explicit if c not in names]
             if missing:

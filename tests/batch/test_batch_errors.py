@@ -252,3 +252,21 @@ def test_lines_longer_than_the_bound_are_bad_rows_never_held(tmp_path: Path, onn
         assert (summary.rows, summary.failed) == (3, 1)
         errors = [orjson.loads(line) for line in Path(f"{out}.errors.jsonl").read_text().splitlines()]
         assert errors == [{"row": 2, "error": "the line is longer than 4 MiB"}]
+
+
+def test_columns_named_twice_stop_the_run_with_the_name(tmp_path: Path, onnx_bento: str) -> None:
+    """Two columns of one name (Parquet allows it, so does a CSV header) stopped the run in a
+    shard with "KeyError: Field "f0" exists 2 times in schema"; now a clear error, up front."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = np.zeros((20, 16), dtype=np.float32)
+    names = [f"f{i}" for i in range(16)]
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table([*(x[:, i] for i in range(16)), pa.array(range(20))], names=[*names, "f3"]), src)
+    csv = tmp_path / "in.csv"
+    csv.write_text(",".join([*names, "f3"]) + "\n" + ",".join(["0.5"] * 17) + "\n")
+    for path in (src, csv):
+        proc = run_cli(onnx_bento, "--input", str(path), "--output", str(tmp_path / "out.jsonl"), check_codes=(1,))
+        assert "the input has more than one column named 'f3'" in proc.stderr
