@@ -218,7 +218,7 @@ class JsonlReader(Reader):
                                      f" ({kind}, from the file's first rows)")
         return pa.array(fitting, kind)
 
-    def _json_text(self, name: str) -> bool:
+    def _is_json_text(self, name: str) -> bool:
         return self.types[name] is None and (self.kept is None or name in self.kept)
 
     def chunks(self, claim: Callable[[], int] | None = None) -> Iterator[Chunk]:
@@ -259,7 +259,7 @@ class JsonlReader(Reader):
                 if index < want:  # parsed only for its columns (the first chunks had none)
                     continue
                 table = pa.table(list(cols.values()), schema=pa.schema(
-                    [pa.field(c, a.type, metadata=JSON_TEXT if self._json_text(c) else None) for c, a in cols.items()])
+                    [pa.field(c, a.type, metadata=JSON_TEXT if self._is_json_text(c) else None) for c, a in cols.items()])
                 ) if cols else pa.table({EMPTY: pa.nulls(len(records))})
                 yield Chunk(index, index * self.chunk_rows, table, raw, records, errors, counter.count)
                 if claim is not None:
