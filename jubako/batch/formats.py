@@ -196,8 +196,8 @@ class JsonlReader(Reader):
             arr = _column(values)
             mixed = pa.types.is_string(arr.type) and not all(isinstance(v, str) for v in values if v is not None)
             self.types[name] = None if pa.types.is_null(arr.type) or _has_struct(arr.type) or mixed else arr.type
-            if self.kept is not None and name not in self.kept:
-                return arr
+            if (self.kept is not None and name not in self.kept) or self.types[name] is not None:
+                return arr  # the first chunk's own type: no second conversion
         elif self.kept is not None and name not in self.kept:
             return _column(values)
         kind = self.types[name]
